@@ -1,0 +1,115 @@
+"""The `ubp` command: one sub-command per stage of the flow raw → entry → scores → report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ubp.layout import TASKS
+
+
+class UbpError(click.ClickException):
+    """A user-facing error: one clear line, exit status 1, no traceback."""
+
+
+def _fail_cleanly(fn):
+    """Turn the package's input errors into one-line CLI errors instead of tracebacks."""
+    import functools
+
+    from ubp.config import ConfigError
+    from ubp.errors import InputError
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (InputError, ConfigError, FileNotFoundError, KeyError, ValueError) as e:
+            raise UbpError(str(e).strip("'\"")) from e
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ubp")
+def main() -> None:
+    """Universal Behavioral Profiles: event logs in, one vector per user out."""
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="World directory to write.")
+@click.option("--clients", type=int, default=None, help="Number of users (overrides --scale).")
+@click.option("--scale", type=click.Choice(["tiny", "small", "medium", "full"]), default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+@_fail_cleanly
+def synth(out: Path, clients: int | None, scale: str | None, seed: int) -> None:
+    """Generate a synthetic world in the raw challenge layout, with its oracle profile."""
+    from ubp.synth.world import generate
+
+    if clients is None and scale is None:
+        scale = "small"
+    summary = generate(out, n_users=clients, scale=scale, seed=seed, show_progress=sys.stderr.isatty())
+    click.echo(summary.describe())
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), required=True)
+@_fail_cleanly
+def prepare(data_dir: Path) -> None:
+    """Validate the raw files and write the typed prepared store."""
+    from ubp.data.prepare import prepare as run_prepare
+
+    click.echo(run_prepare(data_dir).describe())
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), required=True)
+@_fail_cleanly
+def split(data_dir: Path) -> None:
+    """Split into the input window and the train/validation target windows (organisers' rules)."""
+    from ubp.data.split import split as run_split
+
+    click.echo(run_split(data_dir).describe())
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), required=True)
+@click.option("--embeddings-dir", type=click.Path(path_type=Path), required=True)
+@click.option("--no-relevant-check", is_flag=True, help="Do not require ids to be a permutation of relevant_clients.npy.")
+@_fail_cleanly
+def validate(data_dir: Path, embeddings_dir: Path, no_relevant_check: bool) -> None:
+    """Check an entry against the challenge rules."""
+    from ubp.evaluation.validate import validate_entry
+
+    problems = validate_entry(data_dir, embeddings_dir, relevant_check=not no_relevant_check)
+    for p in problems:
+        click.echo(p, err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(f"{embeddings_dir}: valid entry")
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), required=True)
+@click.option("--embeddings-dir", type=click.Path(path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--tasks", multiple=True, type=click.Choice(TASKS), help="Default: all six.")
+@click.option("--mode", type=click.Choice(["full", "quick"]), default="quick", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--orders", type=int, default=1, show_default=True, help="Score under K behaviour-free row orders.")
+@click.option("--strict", is_flag=True, help="Relevant clients missing from the entry are an error.")
+@_fail_cleanly
+def evaluate(data_dir, embeddings_dir, out, tasks, mode, device, orders, strict) -> None:
+    """Score an entry on the downstream tasks with the organisers' fixed protocol."""
+    from ubp.evaluation.evaluate import evaluate as run_evaluate
+
+    result = run_evaluate(
+        data_dir, embeddings_dir, out, tasks=tasks or TASKS, mode=mode, device=device,
+        orders=orders, strict=strict, show_progress=sys.stderr.isatty(),
+    )
+    click.echo(result.describe())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""The input window: the only view of the event log an encoder ever receives.
+
+An `InputWindow` reads `DIR/input/stream/` (one time-ordered, typed event stream per user,
+sharded by a hash of `client_id`) and `DIR/input/products.parquet`. Every read filters
+`timestamp < cutoff`, so an encoder cannot see an event at or after the train-target start
+even if such rows were written there by mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ubp.hashing import stable_hash
+from ubp.layout import EVENT_TYPES, PRODUCTS_SCHEMA, STREAM_SCHEMA, EventType
+
+STREAM_DIR = "stream"
+PRODUCTS = "products.parquet"
+MANIFEST = "window.json"
+EVENTS_PER_SHARD = 4_000_000
+
+
+@dataclass(frozen=True)
+class InputWindow:
+    """Typed input-window events of one data directory (read-only)."""
+
+    root: Path  # DIR/input
+    cutoff: datetime  # train-target start; nothing at or after it is ever returned
+    shards: tuple[Path, ...]
+    event_counts: dict[str, int]
+    relevant_clients: np.ndarray
+
+    @classmethod
+    def open(cls, data_dir: Path | str) -> "InputWindow":
+        root = Path(data_dir) / "input"
+        manifest_path = root / MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(
+                f"{manifest_path}: no input window here; run `ubp split --data-dir {data_dir}` first"
+            )
+        manifest = json.loads(manifest_path.read_text())
+        shards = tuple(root / STREAM_DIR / s for s in manifest["shards"])
+        relevant_path = root / "relevant_clients.npy"
+        relevant = np.load(relevant_path).astype(np.int64) if relevant_path.is_file() else np.empty(0, np.int64)
+        return cls(
+            root=root,
+            cutoff=datetime.fromisoformat(manifest["cutoff"]),
+            shards=shards,
+            event_counts={k: int(v) for k, v in manifest["event_counts"].items()},
+            relevant_clients=relevant,
+        )
+
+    @property
+    def absent_event_types(self) -> list[str]:
+        """Event types with no row in the window (a shop that logs no searches, say)."""
+        return [t for t in EVENT_TYPES if self.event_counts.get(t, 0) == 0]
+
+    @property
+    def n_events(self) -> int:
+        return sum(self.event_counts.values())
+
+    def stream(self, shard: int | None = None) -> pl.LazyFrame:
+        """All events (or one shard's), sorted by client then time within each shard."""
+        paths = self.shards if shard is None else (self.shards[shard],)
+        if not paths:
+            return pl.LazyFrame(schema=STREAM_SCHEMA)
+        return pl.scan_parquet(list(paths)).filter(pl.col("timestamp") < self.cutoff)
+
+    def events(self, kind: str, shard: int | None = None) -> pl.LazyFrame:
+        """Events of one type, e.g. `events("product_buy")`."""
+        code = EventType[kind.upper()].value
+        return self.stream(shard).filter(pl.col("event_type") == code)
+
+    def products(self) -> pl.DataFrame:
+        return pl.read_parquet(self.root / PRODUCTS)
+
+
+def shard_of(client_id: pl.Expr | pl.Series, n_shards: int) -> pl.Expr:
+    """Shard number of each client: a fixed hash, so shards do not depend on id ranges."""
+    return client_id.map_batches(
+        lambda s: pl.Series((stable_hash(s.to_numpy()) % np.uint64(n_shards)).astype(np.int64)),
+        return_dtype=pl.Int64,
+    )
+
+
+def write_window(
+    events: pl.LazyFrame,
+    products: pl.DataFrame,
+    cutoff: datetime,
+    root: Path,
+    relevant_clients: np.ndarray | None = None,
+    events_per_shard: int = EVENTS_PER_SHARD,
+) -> InputWindow:
+    """Write the typed stream of `events` (STREAM_SCHEMA columns) before `cutoff` under `root`.
+
+    Writes into a temporary folder and renames it, so a killed run never leaves a half window.
+    """
+    root = Path(root)
+    tmp = root.with_name(root.name + ".tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    (tmp / STREAM_DIR).mkdir(parents=True)
+    events = events.select([pl.col(c).cast(t) for c, t in STREAM_SCHEMA.items()]).filter(
+        pl.col("timestamp") < cutoff
+    )
+    counts_df = events.group_by("event_type").agg(pl.len()).collect()
+    counts = {t: 0 for t in EVENT_TYPES}
+    for code, n in counts_df.iter_rows():
+        counts[EventType(code).file_stem] = int(n)
+    n_shards = max(1, -(-sum(counts.values()) // events_per_shard))
+    sharded = events.with_columns(shard_of(pl.col("client_id"), n_shards).alias("_shard"))
+    names = []
+    for k in range(n_shards):
+        name = f"shard-{k:05d}.parquet"
+        (
+            sharded.filter(pl.col("_shard") == k)
+            .drop("_shard")
+            .sort(["client_id", "timestamp", "event_type"], maintain_order=True)
+            .collect()
+            .write_parquet(tmp / STREAM_DIR / name, statistics=True)
+        )
+        names.append(name)
+    products.select([pl.col(c).cast(t) for c, t in PRODUCTS_SCHEMA.items()]).write_parquet(tmp / PRODUCTS)
+    if relevant_clients is not None:
+        np.save(tmp / "relevant_clients.npy", np.asarray(relevant_clients, dtype=np.int64))
+    manifest = {"cutoff": cutoff.isoformat(), "shards": names, "event_counts": counts}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    _replace_dir(tmp, root)
+    return InputWindow.open(root.parent)
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move a finished folder into place, keeping files of `dst` that `src` lacks."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for item in src.iterdir():
+        target = dst / item.name
+        if target.is_dir():
+            import shutil
+
+            shutil.rmtree(target)
+        os.replace(item, target)
+    src.rmdir()

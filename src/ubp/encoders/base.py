@@ -1,0 +1,42 @@
+"""The one small interface every profile block implements, and the run context it gets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from ubp.data.window import InputWindow
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a fit needs besides data: a seed, a device, a scratch folder, progress on/off."""
+
+    seed: int = 0
+    device: str = "cpu"
+    work_dir: Path | None = None  # checkpoints of resumable fits go here
+    show_progress: bool = True
+    options: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """A block of the profile: learns from the input window, embeds any list of clients.
+
+    `transform` returns float32 (len(client_ids), dim), rows in the order of `client_ids`;
+    clients without events get a well-defined row (never NaN).
+    """
+
+    name: ClassVar[str]
+
+    def fit(self, window: InputWindow, run: Run) -> "Encoder": ...
+
+    def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray: ...
+
+    def save(self, path: Path) -> None: ...
+
+    @classmethod
+    def load(cls, path: Path) -> "Encoder": ...
