@@ -111,5 +111,64 @@ def evaluate(data_dir, embeddings_dir, out, tasks, mode, device, orders, strict)
     click.echo(result.describe())
 
 
+@main.command()
+def blocks() -> None:
+    """List the registered profile blocks."""
+    from ubp.encoders import REGISTRY
+
+    for name in REGISTRY.names():
+        click.echo(name)
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), required=True)
+@click.option("--blocks", "block_names", required=True, help="Comma-separated block names, e.g. features,counts.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Entry folder to write.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--cache", type=click.Path(path_type=Path), default=None, help="Fitted-block cache (default: OUT/blocks).")
+@_fail_cleanly
+def embed(data_dir: Path, block_names: str, out: Path, seed: int, device: str, cache: Path | None) -> None:
+    """Fit blocks on the input window and write an entry for the relevant clients."""
+    from ubp.data.window import InputWindow
+    from ubp.encoders.base import Run
+    from ubp.pipeline import _device
+    from ubp.profile import build_profile
+    from ubp.recipe import recipe_for_blocks
+
+    recipe = recipe_for_blocks([b.strip() for b in block_names.split(",") if b.strip()], seed=seed)
+    window = InputWindow.open(data_dir)
+    run = Run(seed=seed, device=_device(device), show_progress=sys.stderr.isatty())
+    profile = build_profile(window, recipe, out, cache or out / "blocks", run)
+    click.echo(f"{out}: {profile['n_clients']} clients x {profile['width']} columns ({block_names})")
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Raw challenge directory. Default: generate a synthetic world under OUT/world.")
+@click.option("--config", type=click.Path(path_type=Path), default=None, help="Profile recipe (TOML). Default: the shipped one.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/default"), show_default=True)
+@click.option("--scale", type=click.Choice(["tiny", "small", "medium", "full"]), default="small", show_default=True,
+              help="Size of the generated world when --data-dir is not given.")
+@click.option("--world-seed", type=int, default=1, show_default=True)
+@click.option("--mode", type=click.Choice(["full", "quick"]), default="quick", show_default=True)
+@click.option("--orders", type=int, default=3, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@_fail_cleanly
+def run(data_dir, config, out, scale, world_seed, mode, orders, device) -> None:
+    """The whole job: world → split → blocks → profile → validate → evaluate → report."""
+    import logging
+
+    from ubp.pipeline import RunOptions
+    from ubp.pipeline import run as run_pipeline
+    from ubp.recipe import load_recipe
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    opts = RunOptions(out=out, data_dir=data_dir, scale=scale, world_seed=world_seed, mode=mode, orders=orders,
+                      device=device, show_progress=sys.stderr.isatty())
+    report = run_pipeline(opts, load_recipe(config))
+    click.echo(f"report: {report}")
+
+
 if __name__ == "__main__":
     main()

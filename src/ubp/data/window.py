@@ -86,6 +86,7 @@ def shard_of(client_id: pl.Expr | pl.Series, n_shards: int) -> pl.Expr:
     return client_id.map_batches(
         lambda s: pl.Series((stable_hash(s.to_numpy()) % np.uint64(n_shards)).astype(np.int64)),
         return_dtype=pl.Int64,
+        is_elementwise=True,
     )
 
 
@@ -116,18 +117,7 @@ def write_window(
     for code, n in counts_df.iter_rows():
         counts[EventType(code).file_stem] = int(n)
     n_shards = max(1, -(-sum(counts.values()) // events_per_shard))
-    sharded = events.with_columns(shard_of(pl.col("client_id"), n_shards).alias("_shard"))
-    names = []
-    for k in range(n_shards):
-        name = f"shard-{k:05d}.parquet"
-        (
-            sharded.filter(pl.col("_shard") == k)
-            .drop("_shard")
-            .sort(["client_id", "timestamp", "event_type"], maintain_order=True)
-            .collect()
-            .write_parquet(tmp / STREAM_DIR / name, statistics=True)
-        )
-        names.append(name)
+    names = _write_shards(events, n_shards, tmp)
     products.select([pl.col(c).cast(t) for c, t in PRODUCTS_SCHEMA.items()]).write_parquet(tmp / PRODUCTS)
     if relevant_clients is not None:
         np.save(tmp / "relevant_clients.npy", np.asarray(relevant_clients, dtype=np.int64))
@@ -135,6 +125,36 @@ def write_window(
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
     _replace_dir(tmp, root)
     return InputWindow.open(root.parent)
+
+
+def _write_shards(events: pl.LazyFrame, n_shards: int, tmp: Path) -> list[str]:
+    """One streaming pass splits the events by shard, then each shard alone is sorted and written.
+
+    Memory is bounded by one shard (not the whole log), and the events are read once, not once per shard.
+    """
+    parts = tmp / "_parts"
+    sharded = events.with_columns(shard_of(pl.col("client_id"), n_shards).alias("_shard"))
+    sharded.sink_parquet(pl.PartitionBy(parts, key="_shard", include_key=False), mkdir=True)
+    written = list(parts.rglob("*.parquet"))
+    names = []
+    for k in range(n_shards):
+        name = f"shard-{k:05d}.parquet"
+        shard = (
+            pl.scan_parquet(parts, hive_partitioning=True).filter(pl.col("_shard") == k).drop("_shard")
+            if written
+            else pl.LazyFrame(schema=STREAM_SCHEMA)
+        )
+        (  # a total order: events tied on (client, time, type) must not depend on the engine's row order
+            shard.select(list(STREAM_SCHEMA))
+            .sort(["client_id", "timestamp", "event_type", "sku", "url", "tokens"], nulls_last=True)
+            .collect()
+            .write_parquet(tmp / STREAM_DIR / name, statistics=True)
+        )
+        names.append(name)
+    import shutil
+
+    shutil.rmtree(parts, ignore_errors=True)
+    return names
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

@@ -7,6 +7,15 @@ from typing import Any
 
 # name: "module:Class" (imported lazily so the CLI starts fast and torch loads only when needed)
 _ENTRIES: dict[str, str] = {
+    "random": "ubp.encoders.random:RandomEncoder",
+    "oracle": "ubp.encoders.oracle:OracleEncoder",
+    "baseline": "ubp.encoders.baseline:BaselineEncoder",
+    "counts": "ubp.encoders.counts:CountsEncoder",
+    "features": "ubp.encoders.features:FeaturesEncoder",
+    "autoencoder": "ubp.encoders.autoencoder.encoder:AutoencoderEncoder",
+    "graph": "ubp.encoders.graph.encoder:GraphEncoder",
+    "emde": "ubp.encoders.emde.encoder:EmdeEncoder",
+    "sequence": "ubp.encoders.sequence.encoder:SequenceEncoder",
 }
 
 

@@ -1,0 +1,170 @@
+"""`ubp split`: the organisers' local split (data_utils/split_data.py), then the typed input window.
+
+Same rules and row order as theirs: `end_date` is the last purchase, the train target starts
+at midnight 27 days before it, the validation target 14 days later; input files keep every
+event before the train-target start in raw order, target files are the purchases of each
+window joined with the product properties. On top of that the split derives the target
+definition files that are missing (see `ubp.data.targets`) and writes the input window that
+encoders read (`ubp.data.window`). Every file is staged in DIR/.split.tmp and moved into place
+only once all of them are written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from ubp.data.prepare import RELEVANT, is_current, prepare, read_prepared
+from ubp.data.raw import EVENT_COLUMNS, PROPERTY_COLUMNS, open_raw, read_relevant_clients
+from ubp.data.targets import Purchases, write_target_files
+from ubp.data.window import write_window
+from ubp.errors import input_error
+from ubp.layout import DAYS_IN_TARGET, EVENT_TYPES, EVENT_VALUE_COLUMN, ITEM_EVENTS, PROPERTIES_FILE, STREAM_SCHEMA, EventType
+
+STAGE = ".split.tmp"
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    """Where the windows fell and what was written."""
+
+    data_dir: Path
+    end_date: datetime
+    train_target_start: datetime
+    validation_target_start: datetime
+    input_rows: dict[str, int]
+    target_rows: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def absent_event_types(self) -> list[str]:
+        return [t for t in EVENT_TYPES if self.input_rows[t] == 0]
+
+    def describe(self) -> str:
+        lines = [
+            f"split {self.data_dir} in {self.seconds:.1f} s",
+            f"  input window      < {self.train_target_start}",
+            f"  train target      [{self.train_target_start}, {self.validation_target_start})",
+            f"  validation target [{self.validation_target_start}, {self.end_date}]",
+        ]
+        lines += [f"  input/{t + '.parquet':<24} {n:>12,} rows" for t, n in self.input_rows.items()]
+        lines += [f"  target/{t + '.parquet':<23} {n:>12,} rows" for t, n in self.target_rows.items()]
+        if self.absent_event_types:
+            lines.append(f"  absent event types in the input window (zero rows): {', '.join(self.absent_event_types)}")
+        lines += [f"  {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def target_starts(end_date: datetime, days: int = DAYS_IN_TARGET) -> tuple[datetime, datetime]:
+    """(train_target_start, validation_target_start) exactly as the organisers compute them.
+
+    Like theirs, only hour, minute and second are reset: sub-second digits of `end_date` stay.
+    """
+    train = (end_date - timedelta(days=2 * days - 1)).replace(hour=0, minute=0, second=0)
+    return train, train + timedelta(days=days)
+
+
+def split(data_dir: Path | str) -> SplitSummary:
+    """Split DIR into input and target windows (see module docstring); prepares DIR first if needed."""
+    start = time.perf_counter()
+    data_dir = Path(data_dir)
+    notes = []
+    if not is_current(data_dir):
+        prepare(data_dir)
+        notes.append("prepared store (re)built first")
+    end_date = read_prepared(data_dir, "product_buy").select(pl.col("timestamp").max()).collect().item()
+    if end_date is None:
+        raise input_error(data_dir / "product_buy.parquet", "no rows: the split places its windows from the last purchase", "timestamp")
+    tts, vts = target_starts(end_date)
+    relevant = read_relevant_clients(data_dir / RELEVANT)
+
+    stage = data_dir / STAGE
+    shutil.rmtree(stage, ignore_errors=True)
+    (stage / "input").mkdir(parents=True)
+    (stage / "target").mkdir()
+    try:
+        input_rows = _write_input_files(data_dir, stage / "input", tts)
+        target_rows = _write_target_tables(data_dir, stage / "target", tts, vts, end_date)
+        buys = _purchases(data_dir, tts, vts)
+        buyers = read_prepared(data_dir, "product_buy").filter(pl.col("timestamp") < tts).select("client_id").unique().collect()
+        notes += write_target_files(data_dir / "target", stage / "target", buys, relevant, buyers["client_id"])
+        write_window(_stream(data_dir), read_prepared(data_dir, "product_properties").collect(), tts, data_dir / "input", relevant)
+        _move_into(stage, data_dir)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return SplitSummary(data_dir, end_date, tts, vts, input_rows, target_rows, notes, time.perf_counter() - start)
+
+
+def _write_input_files(data_dir: Path, out: Path, tts: datetime) -> dict[str, int]:
+    """input/<event>.parquet: raw columns, timestamp as datetime, rows before `tts` in raw order."""
+    rows = {}
+    for kind in EVENT_TYPES:
+        if kind == "search_query":  # the organisers' file keeps the query string; the prepared store parsed it
+            events = open_raw(data_dir / f"{kind}.parquet", EVENT_COLUMNS[kind]).typed(keep_vector_strings=True)
+        else:
+            events = read_prepared(data_dir, kind)
+        events.filter(pl.col("timestamp") < tts).sink_parquet(out / f"{kind}.parquet")
+        rows[kind] = pq.read_metadata(out / f"{kind}.parquet").num_rows
+    return rows
+
+
+def _write_target_tables(data_dir: Path, out: Path, tts: datetime, vts: datetime, end_date: datetime) -> dict[str, int]:
+    """target/{train,validation}_target.parquet: purchases of each window with the raw product properties."""
+    properties = open_raw(data_dir / PROPERTIES_FILE, PROPERTY_COLUMNS).scan().select(
+        pl.col("sku").cast(pl.Int64), *(c for c in PROPERTY_COLUMNS if c != "sku")
+    )
+    ts = pl.col("timestamp")
+    windows = {"train_target": (ts >= tts) & (ts < vts), "validation_target": (ts >= vts) & (ts <= end_date)}
+    rows = {}
+    for name, in_window in windows.items():
+        buys = read_prepared(data_dir, "product_buy").filter(in_window)
+        buys.join(properties, on="sku", how="left", maintain_order="left").sink_parquet(out / f"{name}.parquet")
+        rows[name] = pq.read_metadata(out / f"{name}.parquet").num_rows
+    return rows
+
+
+def _purchases(data_dir: Path, tts: datetime, vts: datetime) -> Purchases:
+    products = read_prepared(data_dir, "product_properties").select("sku", "category", "price")
+    buys = read_prepared(data_dir, "product_buy").join(products, on="sku", how="left")
+    ts = pl.col("timestamp")
+    input_skus = pl.concat(
+        [read_prepared(data_dir, k).filter(ts < tts).select("sku") for k in ITEM_EVENTS]
+    ).unique()
+    return Purchases(
+        input=buys.filter(ts < tts).collect(),
+        train=buys.filter((ts >= tts) & (ts < vts)).collect(),
+        input_skus=input_skus.collect()["sku"],
+        prices=products.collect()["price"],
+    )
+
+
+def _stream(data_dir: Path) -> pl.LazyFrame:
+    """All five event types as one typed stream (STREAM_SCHEMA); items carry their product fields."""
+    products = read_prepared(data_dir, "product_properties").rename({"name": "tokens"})
+    parts = []
+    for kind in EVENT_TYPES:
+        events = read_prepared(data_dir, kind).with_columns(pl.lit(EventType[kind.upper()].value, pl.UInt8).alias("event_type"))
+        if kind in ITEM_EVENTS:
+            events = events.join(products, on="sku", how="left", maintain_order="left")
+        elif kind == "search_query":
+            events = events.rename({EVENT_VALUE_COLUMN[kind]: "tokens"})
+        present = events.collect_schema().names()
+        parts.append(events.select([pl.col(c) if c in present else pl.lit(None, t).alias(c) for c, t in STREAM_SCHEMA.items()]))
+    return pl.concat(parts, how="vertical")
+
+
+def _move_into(stage: Path, data_dir: Path) -> None:
+    """Rename every staged file to its place under DIR (each rename is atomic)."""
+    for sub in ("input", "target"):
+        (data_dir / sub).mkdir(exist_ok=True)
+        for item in (stage / sub).iterdir():
+            os.replace(item, data_dir / sub / item.name)
+

@@ -1,0 +1,1 @@
+"""EMDE: decayed per-user counts of items over buckets of a data-adaptive hash of Cleora item vectors."""

@@ -1,0 +1,135 @@
+"""The `emde` block: compressed EMDE sketches of each user's items over Cleora buckets.
+
+fit: item vocabulary → Cleora item vectors → data-adaptive hash → item codes, then a truncated
+SVD of log1p sketches of a hash-chosen sample of users. Only the item codes are kept (not the
+vectors): transform needs nothing else, so any user, seen in fit or not, is embedded from
+their own events without retraining.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from ubp.data.window import InputWindow
+from ubp.encoders.base import Run
+from ubp.encoders.emde.cleora import item_vectors
+from ubp.encoders.emde.compress import SketchCompressor
+from ubp.encoders.emde.items import ItemVocab, item_events
+from ubp.encoders.emde.lsh import BucketHash
+from ubp.encoders.emde.sketch import decayed_sketch
+from ubp.hashing import stable_hash
+
+CONFIG_FILE = "emde.json"
+ARRAYS_FILE = "emde.npz"
+MAX_OUT_DIM = 256
+
+
+class EmdeEncoder:
+    name: ClassVar[str] = "emde"
+
+    def __init__(
+        self,
+        dim: int = 64,
+        iterations: int = 3,
+        n_partitions: int = 10,
+        n_buckets: int = 128,
+        half_lives_days: Sequence[float] = (7.0, 60.0),
+        out_dim: int = 256,
+        fit_users: int = 50_000,
+    ) -> None:
+        if not 1 <= out_dim <= MAX_OUT_DIM:
+            raise ValueError(f"emde: out_dim must be in 1..{MAX_OUT_DIM}, got {out_dim}")
+        if not half_lives_days or min(half_lives_days) <= 0:
+            raise ValueError(f"emde: half_lives_days must be positive, got {half_lives_days}")
+        if min(dim, iterations, n_partitions, fit_users) < 1:
+            raise ValueError("emde: dim, iterations, n_partitions and fit_users must be ≥ 1")
+        self.dim = dim
+        self.iterations = iterations
+        self.n_partitions = n_partitions
+        self.n_buckets = n_buckets
+        self.half_lives_days = tuple(float(h) for h in half_lives_days)
+        self.out_dim = out_dim
+        self.fit_users = fit_users
+
+    def _options(self) -> dict:
+        names = ("dim", "iterations", "n_partitions", "n_buckets", "out_dim", "fit_users")
+        return {k: getattr(self, k) for k in names} | {"half_lives_days": list(self.half_lives_days)}
+
+    def fit(self, window: InputWindow, run: Run) -> "EmdeEncoder":
+        self.vocab_ = ItemVocab.from_window(window)
+        vectors = item_vectors(window, self.vocab_, self.dim, self.iterations, run.seed)
+        self.codes_ = BucketHash.fit(vectors, self.n_partitions, self.n_buckets, run.seed).codes(vectors)
+        sample = fit_sample(window, self.fit_users, run.seed)
+        parts = [sk for _, sk in self._sketches(window, sample)]
+        self.compressor_ = SketchCompressor.fit(sp.vstack(parts, format="csr"), self.out_dim, run.seed)
+        return self
+
+    def _sketches(self, window: InputWindow, clients: np.ndarray) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
+        """(client ids, sketch rows) of the given clients, one shard at a time."""
+        wanted = pl.LazyFrame({"client_id": clients}, schema={"client_id": pl.Int64})
+        for k in range(len(window.shards)):
+            events = window.stream(k).join(wanted, on="client_id", how="semi")
+            yield decayed_sketch(events, self.vocab_, self.codes_, window.cutoff, self.half_lives_days, self.n_buckets)
+
+    def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        unique, inverse = np.unique(np.asarray(client_ids, dtype=np.int64), return_inverse=True)
+        projected = np.zeros((len(unique), self.out_dim), np.float32)
+        for ids, sketches in self._sketches(window, unique):
+            projected[np.searchsorted(unique, ids)] = self.compressor_.project(sketches)
+        return self.compressor_.standardize(projected)[inverse.ravel()]
+
+    def save(self, path: Path) -> None:
+        """`path/emde.json` (options) + `path/emde.npz` (vocabulary, codes, compressor), no pickle."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        arrays = {
+            "sku_ids": self.vocab_.sku_ids,
+            "url_ids": self.vocab_.url_ids,
+            "codes": self.codes_,
+            "components": self.compressor_.components,
+            "mean": self.compressor_.mean,
+            "scale": self.compressor_.scale,
+        }
+        _atomic_write(path / ARRAYS_FILE, lambda f: np.savez(f, **arrays))
+        _atomic_write(path / CONFIG_FILE, lambda f: f.write(json.dumps(self._options(), indent=1).encode()))
+
+    @classmethod
+    def load(cls, path: Path) -> "EmdeEncoder":
+        path = Path(path)
+        encoder = cls(**json.loads((path / CONFIG_FILE).read_text()))
+        with np.load(path / ARRAYS_FILE, allow_pickle=False) as z:
+            encoder.vocab_ = ItemVocab(z["sku_ids"], z["url_ids"])
+            encoder.codes_ = z["codes"]
+            encoder.compressor_ = SketchCompressor(z["components"], z["mean"], z["scale"])
+        if encoder.codes_.shape != (encoder.vocab_.n_items, encoder.n_partitions):
+            raise ValueError(f"{path / ARRAYS_FILE}: codes shape {encoder.codes_.shape} does not match the vocabulary")
+        return encoder
+
+
+def fit_sample(window: InputWindow, n: int, seed: int) -> np.ndarray:
+    """Up to `n` clients with item events, chosen by a fixed hash of their id (not by behaviour)."""
+    ids = item_events(window.stream()).select("client_id").unique().collect()["client_id"].to_numpy()
+    if len(ids) <= n:
+        return np.sort(ids)
+    return np.sort(ids[np.argsort(stable_hash(ids, salt=seed), kind="stable")[:n]])
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: never a half file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,182 @@
+"""`features`: the handcrafted profile block (issue 5).
+
+Assembles, per shard and in one polars query plan per shard, the windowed basics
+(`windows`), time-decayed name-cluster / price-group counts (`clusters`), session and
+behavioural features (`sessions`, `behaviour`) and the counts profile's top-100 buy/cart
+log-counts (`ubp.encoders.counts`). Missing values stay explicit (null) in `raw_table`; the
+encoder's output imputes them with the fitted mean and standardizes with clipped z-scores.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+
+from ubp.data.window import InputWindow
+from ubp.encoders.base import Run
+from ubp.encoders.counts import most_bought, profile_long, profile_names
+from ubp.encoders.features.behaviour import IS_ITEM, event_table, item_tables
+from ubp.encoders.features.clusters import (
+    SHORT,
+    assign_clusters,
+    cluster_long,
+    cluster_names,
+    fit_name_clusters,
+    share_of_interest,
+)
+from ubp.encoders.features.sessions import session_table, with_sessions
+from ubp.encoders.features.windows import window_tables
+from ubp.encoders.tabular import (
+    age_days,
+    fit_moments,
+    load_state,
+    long_to_wide,
+    raw_matrix,
+    save_state,
+    standardize,
+)
+from ubp.layout import ITEM_EVENTS, STREAM_SCHEMA
+
+
+class FeaturesEncoder:
+    """About 1,200 standardized handcrafted features per user."""
+
+    name: ClassVar[str] = "features"
+
+    def __init__(
+        self,
+        windows: tuple[int, ...] = (7, 14, 28, 60),
+        n_clusters: int = 32,
+        n_price_groups: int = 10,
+        half_lives: tuple[float, ...] = (7.0, 60.0),
+        top_n: int = 100,
+        clip: float = 5.0,
+    ) -> None:
+        self.windows = tuple(windows)
+        self.n_clusters = n_clusters
+        self.n_price_groups = n_price_groups
+        self.half_lives = tuple(float(h) for h in half_lives)
+        self.top_n = top_n
+        self.clip = clip
+
+    # ----- one shard -----------------------------------------------------------------------
+    def _prepare(self, lf: pl.LazyFrame, cutoff: datetime, clusters: pl.DataFrame) -> pl.LazyFrame:
+        """Derived columns every part reads: age in days, calendar fields, query hash, SKU cluster and popularity."""
+        return lf.with_columns(
+            age=age_days(cutoff),
+            day=pl.col("timestamp").dt.date(),
+            hour=pl.col("timestamp").dt.hour(),
+            wday=pl.col("timestamp").dt.weekday(),
+            qhash=pl.col("tokens").hash(),
+            cluster=pl.col("sku").replace_strict(clusters["sku"], clusters["cluster"], default=None, return_dtype=pl.Int64),
+            logpop=pl.col("sku").replace_strict(
+                pl.Series(self.pop_skus_, dtype=pl.Int64), pl.Series(self.pop_log_), default=0.0, return_dtype=pl.Float64
+            ),
+        )
+
+    def _shard_table(self, lf: pl.LazyFrame, cutoff: datetime, clusters: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+        """One shard's raw table (client_id + every column) and the names of its nullable columns."""
+        lf = self._prepare(lf, cutoff, clusters).collect().lazy()  # one shard, read once, shared by every part
+        win_qs, _, nullable = window_tables(lf, (*self.windows, None))
+        events, null_ev = event_table(lf)
+        item_qs, null_items = item_tables(lf)
+        sessions, null_sess = session_table(with_sessions(lf))
+        nullable = nullable + null_ev + null_items + null_sess
+        n_cl = len(self.centres_)
+        cl_long = cluster_long(lf, n_cl, self.n_price_groups, self.half_lives)
+        pr_long = profile_long(lf, self.categories_, self.skus_)
+        base, *parts = pl.collect_all(
+            [lf.select("client_id").unique(), *win_qs, events, *item_qs, sessions, cl_long, pr_long]
+        )
+        *tables, cl, pr = parts
+        cl_wide = long_to_wide(cl, cluster_names(n_cl, self.n_price_groups, self.half_lives))
+        shares = self._shares(cl_wide, n_cl)
+        cl_wide = cl_wide.with_columns(pl.exclude("client_id").log1p())
+        pr_wide = long_to_wide(pr, profile_names(self.categories_, self.skus_)).with_columns(pl.exclude("client_id").log1p())
+        table = base.sort("client_id")
+        for part in (*tables, cl_wide, shares, pr_wide):
+            table = table.join(part, on="client_id", how="left")
+        # a user absent from a part had no event of its kind: counts are 0, statistics stay missing
+        return table.with_columns(pl.exclude("client_id", *nullable).fill_null(0.0)), nullable
+
+    def _shares(self, cl_wide: pl.DataFrame, n_cl: int) -> pl.DataFrame:
+        """Share of interest over name clusters, per item event type, at the longest half-life."""
+        h = max(self.half_lives)
+        out = {"client_id": cl_wide["client_id"]}
+        for t in ITEM_EVENTS:
+            cols = [f"{SHORT[t]}_namecl{i}_hl{h:g}d" for i in range(n_cl)]
+            values, names = share_of_interest(cl_wide.select(cols).to_numpy(), max(n_cl, 1)) if n_cl else (
+                np.zeros((len(cl_wide), 3), np.float32), ["top_share", "entropy", "touched"])
+            for j, name in enumerate(names):
+                out[f"{SHORT[t]}_cluster_{name}"] = values[:, j]
+        return pl.DataFrame(out)
+
+    def _table_fn(self, window: InputWindow):
+        clusters = assign_clusters(window.products(), self.centres_)
+        return lambda lf: self._shard_table(lf, window.cutoff, clusters)[0]
+
+    def _layout(self) -> tuple[list[str], list[str]]:
+        """(all raw column names in order, nullable ones), read off a query on an empty stream."""
+        clusters = pl.DataFrame(schema={"sku": pl.Int64, "cluster": pl.Int64})
+        table, nullable = self._shard_table(pl.LazyFrame(schema=STREAM_SCHEMA), datetime(2000, 1, 1), clusters)
+        return table.columns[1:], nullable
+
+    # ----- the encoder protocol ------------------------------------------------------------
+    def fit(self, window: InputWindow, run: Run | None = None) -> "FeaturesEncoder":
+        run = run or Run()
+        self.centres_ = fit_name_clusters(window.products(), self.n_clusters, run.seed)
+        pop = window.stream().filter(IS_ITEM).group_by("sku").agg(pl.len()).sort("sku").collect()
+        self.pop_skus_ = pop["sku"].to_numpy().astype(np.int64)
+        self.pop_log_ = np.log1p(pop["len"].to_numpy().astype(np.float64))
+        self.categories_, self.skus_ = most_bought(window, self.top_n)
+        self.columns_, self.nullable_ = self._layout()
+        self.mean_, self.std_ = fit_moments(window, self._table_fn(window), self.columns_, frozenset(self.nullable_))
+        return self
+
+    def raw(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        """Unstandardized (len(client_ids), len(columns_)) float32; NaN marks a missing value."""
+        return raw_matrix(window, client_ids, self._table_fn(window), self.columns_, frozenset(self.nullable_))
+
+    def raw_table(self, window: InputWindow, client_ids: np.ndarray) -> pl.DataFrame:
+        """The raw features with named columns (nulls where a value is missing), in the order of `client_ids`."""
+        x = self.raw(window, client_ids)
+        table = pl.DataFrame(x, schema=self.columns_, orient="row").fill_nan(None)
+        return table.insert_column(0, pl.Series("client_id", np.asarray(client_ids, dtype=np.int64)))
+
+    def write_raw_table(self, window: InputWindow, client_ids: np.ndarray, path: Path) -> None:
+        """`raw_table` as parquet, written to a temporary name and renamed."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        self.raw_table(window, client_ids).write_parquet(tmp)
+        tmp.replace(path)
+
+    def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        return standardize(self.raw(window, client_ids), self.mean_, self.std_, self.clip)
+
+    def save(self, path: Path) -> None:
+        params = {
+            "windows": list(self.windows), "n_clusters": self.n_clusters, "n_price_groups": self.n_price_groups,
+            "half_lives": list(self.half_lives), "top_n": self.top_n, "clip": self.clip,
+            "columns": self.columns_, "nullable": self.nullable_,
+        }
+        arrays = {
+            "centres": self.centres_, "pop_skus": self.pop_skus_, "pop_log": self.pop_log_,
+            "categories": self.categories_, "skus": self.skus_, "mean": self.mean_, "std": self.std_,
+        }
+        save_state(path, params, arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> "FeaturesEncoder":
+        params, arrays = load_state(path)
+        enc = cls(
+            windows=tuple(params["windows"]), n_clusters=params["n_clusters"], n_price_groups=params["n_price_groups"],
+            half_lives=tuple(params["half_lives"]), top_n=params["top_n"], clip=params["clip"],
+        )
+        enc.columns_, enc.nullable_ = params["columns"], params["nullable"]
+        for k in ("centres", "pop_skus", "pop_log", "categories", "skus", "mean", "std"):
+            setattr(enc, f"{k}_", arrays[k])
+        return enc

@@ -1,0 +1,61 @@
+"""`oracle`: the synthetic world's hidden user state, the ceiling no real profile can pass.
+
+Reads DIR/oracle/{client_ids,embeddings}.npy beside the input window (DIR = window.root.parent),
+written by `ubp synth`. Only meaningful on synthetic worlds; clients absent from it get zeros.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from ubp.data.window import InputWindow
+from ubp.encoders.base import Run
+from ubp.encoders.tabular import load_state, rows_of, save_state
+
+ORACLE_DIR = "oracle"
+
+
+def read_oracle(window: InputWindow) -> tuple[np.ndarray, np.ndarray]:
+    """(client_ids, embeddings) of the world's oracle, with a clear error when there is none."""
+    folder = Path(window.root).parent / ORACLE_DIR
+    files = [folder / "client_ids.npy", folder / "embeddings.npy"]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{missing[0]}: no oracle here; the oracle block only works on worlds written by `ubp synth`"
+        )
+    ids, emb = np.load(files[0]).astype(np.int64), np.load(files[1])
+    if emb.ndim != 2 or len(emb) != len(ids):
+        raise ValueError(f"{files[1]}: shape {emb.shape} does not match {len(ids)} ids in {files[0]}")
+    return ids, emb.astype(np.float32)
+
+
+class OracleEncoder:
+    """The hidden state rows of the world, zeros for clients the world does not know."""
+
+    name: ClassVar[str] = "oracle"
+
+    def fit(self, window: InputWindow, run: Run | None = None) -> "OracleEncoder":
+        self.dim_ = read_oracle(window)[1].shape[1]
+        return self
+
+    def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        ids, emb = read_oracle(window)
+        client_ids = np.asarray(client_ids, dtype=np.int64)
+        out = np.zeros((len(client_ids), self.dim_), dtype=np.float32)
+        src, dst = rows_of(client_ids, ids)
+        out[src] = emb[dst]
+        return out
+
+    def save(self, path: Path) -> None:
+        save_state(path, {"dim": self.dim_}, {})
+
+    @classmethod
+    def load(cls, path: Path) -> "OracleEncoder":
+        params, _ = load_state(path)
+        enc = cls()
+        enc.dim_ = params["dim"]
+        return enc

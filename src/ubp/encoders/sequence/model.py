@@ -1,0 +1,134 @@
+"""The causal Transformer: event embedding, pre-norm blocks, heads of the four objectives.
+
+A learned start vector sits before every sequence (position 0), so hidden state i is the
+summary of the first i events and predicts event i. The state at position 0 sees nothing but
+the start vector: it is the learned "empty history" embedding, trained by predicting users'
+first events, and it is what users without events get.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ubp.encoders.sequence.config import SequenceConfig
+from ubp.layout import VECTOR_LEN, EventType
+
+TOKEN_VALUES = 256
+
+
+class EventEmbedding(nn.Module):
+    """Content (ids, price, name/query) concatenated and projected, plus summed context."""
+
+    def __init__(self, cfg: SequenceConfig) -> None:
+        super().__init__()
+        d, part = cfg.width, cfg.part_dim
+        self.table = nn.Embedding(cfg.hash_rows, part // 2, padding_idx=0)  # shared "unified embedding"
+        self.price = nn.Embedding(cfg.price_buckets + 1, part, padding_idx=0)
+        self.name = nn.Embedding(VECTOR_LEN * TOKEN_VALUES + 1, part, padding_idx=0)
+        self.project = nn.Linear(5 * part, d)  # sku, category, url (two lookups each), price, name
+        self.event_type = nn.Embedding(len(EventType), d)
+        self.position = nn.Embedding(cfg.max_len + 1, d)
+        self.weekday = nn.Embedding(7, d)
+        self.hour = nn.Embedding(24, d)
+        self.gap = nn.Linear(1, d)
+        self.age = nn.Linear(1, d)
+        self.register_buffer("token_offset", torch.arange(VECTOR_LEN) * TOKEN_VALUES + 1, persistent=False)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        b, n = batch["event_type"].shape
+        ids = self.table(batch["ids"]).flatten(-2)  # (B, L, 3 * part)
+        name_index = (batch["tokens"] + self.token_offset) * batch["has_tokens"][..., None]
+        name = self.name(name_index).mean(-2)  # (B, L, part); zero for events without a name/query
+        content = self.project(torch.cat([ids, self.price(batch["price"]), name], dim=-1))
+        positions = torch.arange(1, n + 1, device=content.device)
+        context = (
+            self.event_type(batch["event_type"])
+            + self.position(positions)[None]
+            + self.weekday(batch["weekday"])
+            + self.hour(batch["hour"])
+            + self.gap(batch["log_gap"][..., None])
+            + self.age(batch["log_age"][..., None])
+        )
+        return content + context  # (B, L, d)
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block with causal scaled-dot-product attention."""
+
+    def __init__(self, cfg: SequenceConfig) -> None:
+        super().__init__()
+        d = cfg.width
+        self.heads = cfg.heads
+        self.dropout = cfg.dropout
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        # Padding sits right of every real event, so causality alone keeps it out of real positions;
+        # is_causal without an extra mask also keeps the fused (flash) kernels usable.
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.drop(self.out(a.transpose(1, 2).reshape(b, n, d)))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class SequenceModel(nn.Module):
+    """Events (B, L) → hidden states (B, L + 1, d); state i summarises the first i events."""
+
+    def __init__(self, cfg: SequenceConfig) -> None:
+        super().__init__()
+        d = cfg.width
+        self.hash_rows = cfg.hash_rows
+        self.embed = EventEmbedding(cfg)
+        self.start = nn.Parameter(torch.zeros(d))  # the learned input before every history
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.next_type = nn.Linear(d, len(EventType))  # NETP
+        self.next_gap = nn.Linear(d, 1)  # TDP
+        self.item_query = nn.Linear(d, d)  # NIP
+        self.url_query = nn.Linear(d, d)  # NUP
+        self.item_out = nn.Linear(cfg.part_dim, d)  # an item's two hash lookups → item vector
+        self.url_out = nn.Linear(cfg.part_dim, d)
+        self.apply(_init)
+        nn.init.normal_(self.start, std=0.02)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = self.embed(batch)
+        start = self.start.expand(x.shape[0], 1, -1).to(x.dtype)
+        x = self.drop(torch.cat([start, x], dim=1))
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x)  # (B, L + 1, d)
+
+    def user_embedding(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Hidden state after each sequence's last real event (the start state if it has none)."""
+        hidden = self(batch)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), batch["length"]]  # (B, d)
+
+    def key_vectors(self, keys: torch.Tensor, out: nn.Linear) -> torch.Tensor:
+        """Unit vectors of item / URL keys (row0 * hash_rows + row1) from the shared table."""
+        rows = torch.stack([keys // self.hash_rows, keys % self.hash_rows], dim=-1)
+        return F.normalize(out(self.embed.table(rows).flatten(-2)), dim=-1)
+
+
+def _init(module: nn.Module) -> None:
+    """GPT-style small normal init; padding rows of the embedding tables stay zero."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+        with torch.no_grad():
+            module.weight[module.padding_idx].zero_()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

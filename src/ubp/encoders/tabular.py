@@ -1,0 +1,193 @@
+"""Shared plumbing of the table-like blocks (baseline, counts, features).
+
+Per-user tables are computed shard by shard (a shard holds every event of its users), so a
+block never holds more than one shard's events; rows are then placed in the caller's order.
+State is saved as `params.json` + `state.npz` (no pickle), written to a temporary folder
+and renamed so a killed save never leaves half a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ubp.data.window import InputWindow, shard_of
+
+SECONDS_PER_DAY = 86_400.0
+
+
+def fit_clients(window: InputWindow) -> np.ndarray:
+    """Clients a block learns its statistics on: the relevant ones, or everyone with an event."""
+    if len(window.relevant_clients):
+        return np.unique(window.relevant_clients)
+    ids = window.stream().select(pl.col("client_id").unique()).collect()["client_id"]
+    return np.sort(ids.to_numpy()).astype(np.int64)
+
+
+def shard_streams(window: InputWindow, client_ids: np.ndarray) -> Iterator[tuple[np.ndarray, pl.LazyFrame]]:
+    """(rows of `client_ids`, their shard's lazy events) for each shard holding any of them.
+
+    Each shard holds every event of its users, so per-user tables computed shard by shard are
+    complete and memory stays bounded by one shard."""
+    client_ids = np.asarray(client_ids, dtype=np.int64)
+    n = len(window.shards)
+    if n == 0:
+        yield np.arange(len(client_ids)), window.stream()
+        return
+    shard = pl.DataFrame({"client_id": client_ids}).select(shard_of(pl.col("client_id"), n))[:, 0].to_numpy()
+    for k in range(n):
+        rows = np.flatnonzero(shard == k)
+        if len(rows):
+            ids = pl.Series(np.unique(client_ids[rows]), dtype=pl.Int64)
+            yield rows, window.stream(k).filter(pl.col("client_id").is_in(ids.implode()))
+
+
+def iter_raw(
+    window: InputWindow,
+    client_ids: np.ndarray,
+    shard_table: Callable[[pl.LazyFrame], pl.DataFrame],
+    columns: list[str],
+    nullable: frozenset[str] = frozenset(),
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(rows, raw matrix) per shard: `shard_table`'s columns for those clients, in their order.
+
+    A client without events gets 0 in every column and NaN (missing) in the `nullable` ones."""
+    client_ids = np.asarray(client_ids, dtype=np.int64)
+    fill = np.array([np.nan if c in nullable else 0.0 for c in columns], dtype=np.float32)
+    for rows, lf in shard_streams(window, client_ids):
+        block = np.broadcast_to(fill, (len(rows), len(columns))).copy()
+        place_rows(shard_table(lf), columns, client_ids[rows], block)
+        yield rows, block
+
+
+def raw_matrix(window: InputWindow, client_ids: np.ndarray, shard_table, columns, nullable=frozenset()) -> np.ndarray:
+    """The whole raw (len(client_ids), len(columns)) float32 matrix; NaN marks missing values."""
+    out = np.zeros((len(client_ids), len(columns)), dtype=np.float32)
+    for rows, block in iter_raw(window, client_ids, shard_table, columns, nullable):
+        out[rows] = block
+    return out
+
+
+def fit_moments(window: InputWindow, shard_table, columns, nullable=frozenset()) -> tuple[np.ndarray, np.ndarray]:
+    """Mean/std of each raw column over the fit clients (missing values skipped), shard by shard."""
+    moments = RunningMoments(len(columns))
+    for _, block in iter_raw(window, fit_clients(window), shard_table, columns, nullable):
+        moments.update(block)
+    return moments.result()
+
+
+def age_days(cutoff: datetime) -> pl.Expr:
+    """Days from each event to the cutoff (float): 0 = just before the cutoff."""
+    return (pl.lit(cutoff) - pl.col("timestamp")).dt.total_microseconds() / (SECONDS_PER_DAY * 1e6)
+
+
+def top_values(counts: pl.DataFrame, column: str, n: int) -> np.ndarray:
+    """The `n` most frequent values of `column` in a (value, len) table; ties go to the smaller value."""
+    if counts.is_empty():
+        return np.empty(0, dtype=np.int64)
+    top = counts.drop_nulls(column).sort(["len", column], descending=[True, False]).head(n)
+    return top[column].to_numpy().astype(np.int64)
+
+
+def index_of(column: str, values: np.ndarray) -> pl.Expr:
+    """Position of each row's `column` value in `values` (null when absent)."""
+    return pl.col(column).replace_strict(
+        pl.Series(values, dtype=pl.Int64), pl.Series(np.arange(len(values)), dtype=pl.Int64), default=None
+    )
+
+
+def rows_of(ids: np.ndarray, client_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of `ids`, its rows in `client_ids` (an id asked for twice gets both rows).
+
+    Returns (positions into `ids`, positions into `client_ids`)."""
+    order = np.argsort(client_ids, kind="stable")
+    sorted_ids = client_ids[order]
+    lo = np.searchsorted(sorted_ids, ids, side="left")
+    hi = np.searchsorted(sorted_ids, ids, side="right")
+    n = hi - lo
+    src = np.repeat(np.arange(len(ids)), n)
+    starts = np.repeat(lo - np.cumsum(n) + n, n)
+    dst = order[np.arange(n.sum()) + starts]
+    return src, dst
+
+
+def long_to_wide(long: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+    """Wide table (client_id + `names`) from a long (client_id, col, value) one; duplicates add up.
+
+    A numpy scatter rather than a pivot, so every named column exists even when no row hits it."""
+    ids, inverse = np.unique(long["client_id"].to_numpy(), return_inverse=True)
+    dense = np.zeros((len(ids), len(names)), dtype=np.float32)
+    if len(long):
+        np.add.at(dense, (inverse, long["col"].to_numpy().astype(np.int64)), long["value"].to_numpy().astype(np.float32))
+    return pl.DataFrame({"client_id": ids.astype(np.int64)}).hstack(
+        pl.DataFrame(dense, schema=names, orient="row") if len(ids) else pl.DataFrame(schema={n: pl.Float32 for n in names})
+    )
+
+
+def place_rows(table: pl.DataFrame, columns: list[str], client_ids: np.ndarray, out: np.ndarray) -> None:
+    """Copy `table`'s rows (keyed by client_id) into `out` at the rows of `client_ids`."""
+    if table.is_empty():
+        return
+    src, dst = rows_of(client_ids, table["client_id"].to_numpy())
+    values = table.select(columns).to_numpy().astype(np.float32)
+    out[src] = values[dst]
+
+
+class RunningMoments:
+    """Mean and std per column over non-missing (NaN-free) values, accumulated shard by shard."""
+
+    def __init__(self, n_cols: int) -> None:
+        self.n = np.zeros(n_cols)
+        self.s = np.zeros(n_cols)
+        self.ss = np.zeros(n_cols)
+
+    def update(self, x: np.ndarray) -> None:
+        ok = ~np.isnan(x)
+        x0 = np.where(ok, x, 0.0).astype(np.float64)
+        self.n += ok.sum(axis=0)
+        self.s += x0.sum(axis=0)
+        self.ss += (x0 * x0).sum(axis=0)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        n = np.maximum(self.n, 1.0)
+        mean = self.s / n
+        var = np.maximum(self.ss / n - mean * mean, 0.0)
+        std = np.sqrt(var)
+        return mean.astype(np.float32), np.where(std > 1e-9, std, 1.0).astype(np.float32)
+
+
+def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray, clip: float) -> np.ndarray:
+    """z-scores with missing values (NaN) imputed by the fitted mean (z = 0) and extremes clipped."""
+    z = (x - mean) / std
+    z = np.nan_to_num(z, nan=0.0, posinf=clip, neginf=-clip)
+    return np.clip(z, -clip, clip, out=z).astype(np.float32)
+
+
+def save_state(path: Path | str, params: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Write params.json + state.npz into `path` atomically (temporary folder, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    (tmp / "params.json").write_text(json.dumps(params, indent=1, default=str))
+    np.savez(tmp / "state.npz", **arrays)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def load_state(path: Path | str) -> tuple[dict, dict[str, np.ndarray]]:
+    path = Path(path)
+    for name in ("params.json", "state.npz"):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"{path / name}: missing; a saved block holds params.json and state.npz")
+    with np.load(path / "state.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return json.loads((path / "params.json").read_text()), arrays

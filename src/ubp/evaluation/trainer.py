@@ -1,0 +1,149 @@
+"""The downstream training protocol: the organisers' loop in plain PyTorch, and a quick probe.
+
+Their Lightning loop does nothing that changes weights beyond this: seed, build, AdamW, then
+per epoch one unshuffled pass over the clients in entry order (last short batch kept) and a
+validation pass; its 2-batch sanity validation only touches metrics it then resets, and the
+network has no dropout, so train/eval modes agree. `QUICK` keeps every rule but shrinks the
+network, which is what makes it rank entries like `FULL` at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ubp.evaluation.metrics import EpochMetrics, score_epoch
+from ubp.evaluation.model import Net
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Everything fixed about a downstream run; FULL is the challenge's."""
+
+    name: str
+    thin: int
+    wide: int
+    blocks: int
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 1278
+    threads: int | None = None  # CPU threads; None = torch's default (OMP_NUM_THREADS)
+
+
+FULL = Protocol("full", thin=2048, wide=4096, blocks=3)
+# One thread: on 128 × 256 matrices threading costs more than it gains, and on a busy machine
+# two spinning threads made the same run 40× slower. Results do not depend on the count.
+QUICK = Protocol("quick", thin=256, wide=512, blocks=1, threads=1)
+PROTOCOLS = {p.name: p for p in (FULL, QUICK)}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The validation metrics of every epoch; the score is the best epoch's, as ranked."""
+
+    epochs: tuple[EpochMetrics, ...]
+    wall_s: float
+
+    @property
+    def best_epoch(self) -> int:
+        """First maximum on a tie, like Python's max() in the organisers' aggregator."""
+        scores = [e.score for e in self.epochs]
+        return scores.index(max(scores))
+
+    @property
+    def score(self) -> float:
+        return round(self.epochs[self.best_epoch].score, 4)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no CUDA device; use --device cpu or auto")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """Use n intra-op threads for the duration, then restore torch's setting."""
+    if n is None:
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+@contextlib.contextmanager
+def exact_float32(device: torch.device) -> Iterator[None]:
+    """Turn TF32 off on a GPU while training: the protocol is float32 throughout."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _batches(n: int, size: int) -> list[slice]:
+    return [slice(lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+
+@torch.inference_mode()
+def _predict(net: Net, x: torch.Tensor, batches: list[slice]) -> torch.Tensor:
+    net.eval()
+    return torch.cat([net(x[b].float()) for b in batches]).cpu()
+
+
+def train_and_score(
+    x: torch.Tensor,
+    y_train: torch.Tensor,
+    y_validation: torch.Tensor,
+    popularity: np.ndarray | None,
+    protocol: Protocol,
+    desc: str = "",
+    show_progress: bool = False,
+) -> TrainResult:
+    """Train a fresh network on (x, y_train), score it on y_validation after each epoch.
+
+    `x` (n, d) is cast to float32 per batch (an entry is float16, so the values are the same as
+    casting it all at once) and sets the device; labels are 0/1 tensors (n, n_labels).
+    """
+    start = time.perf_counter()
+    device = x.device
+    batches = _batches(x.shape[0], protocol.batch_size)
+    y_validation_cpu = y_validation.cpu()
+    epochs: list[EpochMetrics] = []
+    with exact_float32(device), cpu_threads(protocol.threads if device.type == "cpu" else None):
+        torch.manual_seed(protocol.seed)
+        net = Net(x.shape[1], y_train.shape[1], protocol.thin, protocol.wide, protocol.blocks).to(device)
+        optimizer = torch.optim.AdamW(net.parameters(), lr=protocol.lr)
+        bar = tqdm(total=protocol.epochs * len(batches), desc=desc, unit="batch", leave=False,
+                   disable=not show_progress)
+        with bar:
+            for epoch in range(protocol.epochs):
+                bar.set_description(f"{desc} epoch {epoch + 1}/{protocol.epochs}")
+                net.train()
+                for b in batches:
+                    loss = F.binary_cross_entropy_with_logits(net(x[b].float()), y_train[b].float())
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    bar.update()
+                logits = _predict(net, x, batches)
+                epochs.append(score_epoch(logits, y_validation_cpu, popularity, protocol.batch_size))
+    return TrainResult(epochs=tuple(epochs), wall_s=time.perf_counter() - start)

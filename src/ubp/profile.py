@@ -1,0 +1,147 @@
+"""The profile: fit each block (cached), normalise, weight, concatenate, write the entry.
+
+Blocks are fitted on the input window and cached under `blocks_dir/<name>-<key>/`, the key
+being the block's options, the seed and the window's fingerprint: changing one block's
+options refits that block only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+import ubp
+from ubp.data.window import InputWindow
+from ubp.encoders import REGISTRY, create
+from ubp.encoders.base import Run
+from ubp.entry import atomic_save_npy, write_entry
+from ubp.recipe import BlockSpec, Recipe
+
+log = logging.getLogger(__name__)
+
+
+def window_fingerprint(window: InputWindow) -> str:
+    """Identifies the window's content: its manifest and the data folder it came from."""
+    manifest = (window.root / "window.json").read_bytes()
+    return hashlib.sha1(manifest + str(window.root.resolve()).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class BlockMatrix:
+    spec: BlockSpec
+    matrix: np.ndarray  # float32 (n_clients, dim), rows in the order of the profile's client ids
+    cached: bool
+    seconds: float
+
+
+def fit_block(
+    spec: BlockSpec, window: InputWindow, client_ids: np.ndarray, blocks_dir: Path, run: Run
+) -> BlockMatrix:
+    """Fit `spec` on the window (or reuse a cached fit) and embed `client_ids`."""
+    import time
+
+    key = f"{spec.name}-{spec.fit_key(run.seed)}-{window_fingerprint(window)}"
+    folder = Path(blocks_dir) / key
+    matrix_path = folder / "matrix.npy"
+    ids_path = folder / "client_ids.npy"
+    if matrix_path.is_file() and ids_path.is_file() and np.array_equal(np.load(ids_path), client_ids):
+        log.info("block %s: cached (%s)", spec.name, folder)
+        return BlockMatrix(spec, np.load(matrix_path), cached=True, seconds=0.0)
+    start = time.perf_counter()
+    log.info("block %s: fitting", spec.name)
+    block_run = Run(
+        seed=run.seed, device=run.device, work_dir=folder / "work", show_progress=run.show_progress, options=run.options
+    )
+    (folder / "work").mkdir(parents=True, exist_ok=True)
+    encoder = create(spec.name, **spec.options).fit(window, block_run)
+    matrix = np.asarray(encoder.transform(window, client_ids), dtype=np.float32)
+    if matrix.shape[0] != len(client_ids) or not np.isfinite(matrix).all():
+        raise RuntimeError(f"block {spec.name}: transform returned shape {matrix.shape} or non-finite values")
+    model_tmp = folder / "model.tmp"
+    shutil.rmtree(model_tmp, ignore_errors=True)
+    encoder.save(model_tmp)
+    shutil.rmtree(folder / "model", ignore_errors=True)
+    model_tmp.rename(folder / "model")
+    atomic_save_npy(matrix_path, matrix)
+    atomic_save_npy(ids_path, client_ids)
+    shutil.rmtree(folder / "work", ignore_errors=True)
+    return BlockMatrix(spec, matrix, cached=False, seconds=round(time.perf_counter() - start, 2))
+
+
+def normalise(matrix: np.ndarray, spec: BlockSpec, seed: int) -> tuple[np.ndarray, dict]:
+    """Scale a block so that each block has unit variance per column on average, then weight it."""
+    x = matrix.astype(np.float64)
+    info: dict = {"normalise": spec.normalise, "in_dim": int(x.shape[1])}
+    if spec.normalise == "standardize":
+        std = x.std(axis=0)
+        x = (x - x.mean(axis=0)) / np.where(std > 1e-12, std, 1.0)
+        x = np.clip(x, -20.0, 20.0)
+    elif spec.normalise == "l2":
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        x = x / np.where(norms > 1e-12, norms, 1.0) * np.sqrt(x.shape[1])
+    if spec.pca is not None and spec.pca < x.shape[1]:
+        from sklearn.decomposition import PCA
+
+        pca = PCA(n_components=spec.pca, random_state=seed, svd_solver="randomized")
+        x = pca.fit_transform(x)
+        x = x / max(float(np.sqrt((x**2).sum(axis=1).mean() / x.shape[1])), 1e-12)
+        info["pca_explained_variance"] = round(float(pca.explained_variance_ratio_.sum()), 4)
+    info["out_dim"] = int(x.shape[1])
+    return (x * spec.weight).astype(np.float32), info
+
+
+def blend(blocks: list[BlockMatrix], recipe: Recipe) -> tuple[np.ndarray, list[dict]]:
+    """Concatenate normalised, weighted blocks (weight 0 drops a block) within max_width."""
+    parts, manifest, start = [], [], 0
+    for block in blocks:
+        if block.spec.weight == 0:
+            continue
+        spec = block.spec
+        width = sum(b.matrix.shape[1] if b.spec.pca is None else b.spec.pca for b in blocks if b.spec.weight > 0)
+        if width > recipe.max_width and spec.pca is None:
+            share = int(block.matrix.shape[1] * recipe.max_width / width)
+            spec = BlockSpec(spec.name, spec.weight, spec.normalise, max(share, 1), spec.options)
+        x, info = normalise(block.matrix, spec, recipe.seed)
+        parts.append(x)
+        manifest.append(
+            {"name": spec.name, "columns": [start, start + x.shape[1]], "weight": spec.weight, **info,
+             "options": spec.options, "fit_key": spec.fit_key(recipe.seed)}
+        )
+        start += x.shape[1]
+    if not parts:
+        raise ValueError("every block has weight 0: nothing to blend")
+    return np.concatenate(parts, axis=1), manifest
+
+
+def build_profile(
+    window: InputWindow, recipe: Recipe, out_dir: Path, blocks_dir: Path, run: Run,
+    client_ids: np.ndarray | None = None,
+) -> dict:
+    """Fit every block, blend, and write the entry with its `profile.json` manifest."""
+    ids = window.relevant_clients if client_ids is None else np.asarray(client_ids, dtype=np.int64)
+    if len(ids) == 0:
+        raise ValueError(f"{window.root / 'relevant_clients.npy'}: no clients to embed")
+    blocks = [fit_block(spec, window, ids, blocks_dir, run) for spec in recipe.blocks]
+    matrix, manifest = blend(blocks, recipe)
+    write_entry(out_dir, ids, matrix)
+    profile = {
+        "package_version": ubp.__version__,
+        "config_hash": recipe.config_hash,
+        "recipe": asdict(recipe),
+        "width": int(matrix.shape[1]),
+        "n_clients": int(len(ids)),
+        "blocks": manifest,
+        "block_fit_seconds": {b.spec.name: b.seconds for b in blocks},
+        "cached_blocks": [b.spec.name for b in blocks if b.cached],
+        "absent_event_types": window.absent_event_types,
+    }
+    tmp = Path(out_dir) / "profile.json.tmp"
+    tmp.write_text(json.dumps(profile, indent=1, default=str))
+    tmp.replace(Path(out_dir) / "profile.json")
+    return profile

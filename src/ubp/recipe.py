@@ -1,0 +1,84 @@
+"""Profile recipes: which blocks, with which options, normalisation and weight (TOML)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ubp.config import ConfigError, from_dict, load_toml
+
+NORMALISATIONS = ("standardize", "l2", "none")
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One block of a profile. `options` go to the encoder's constructor as they are."""
+
+    name: str
+    weight: float = 1.0
+    normalise: str = "standardize"  # standardize columns | l2 rows | none
+    pca: int | None = None  # compress to this many columns (fitted on the profile's clients)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.normalise not in NORMALISATIONS:
+            raise ConfigError(f"block {self.name!r}: normalise must be one of {NORMALISATIONS}, got {self.normalise!r}")
+        if self.weight < 0:
+            raise ConfigError(f"block {self.name!r}: weight must be ≥ 0, got {self.weight}")
+        if self.pca is not None and self.pca < 1:
+            raise ConfigError(f"block {self.name!r}: pca must be ≥ 1, got {self.pca}")
+
+    def fit_key(self, seed: int) -> str:
+        """What a fitted block depends on: its name, options and the seed (not weight/normalisation)."""
+        payload = json.dumps({"name": self.name, "options": self.options, "seed": seed}, sort_keys=True, default=str)
+        return hashlib.sha1(payload.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    blocks: tuple[BlockSpec, ...]
+    seed: int = 0
+    max_width: int = 2048
+
+    def __post_init__(self) -> None:
+        if not self.blocks:
+            raise ConfigError("a recipe needs at least one [[blocks]] entry")
+        names = [b.name for b in self.blocks]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"block names must be unique in a recipe, got {names}")
+        from ubp.encoders import REGISTRY
+
+        for name in names:
+            if name not in REGISTRY.names():
+                raise ConfigError(f"unknown block {name!r}; known blocks: {', '.join(sorted(REGISTRY.names()))}")
+
+    @property
+    def config_hash(self) -> str:
+        return hashlib.sha1(json.dumps(_plain(self), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _plain(recipe: Recipe) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(recipe)
+
+
+def load_recipe(path: Path | str | None = None) -> Recipe:
+    """A recipe from TOML; None gives the default recipe shipped with the package."""
+    if path is None:
+        text = resources.files("ubp.recipes").joinpath("default.toml").read_text()
+        import tomllib
+
+        data, where = tomllib.loads(text), "default.toml"
+    else:
+        data, where = load_toml(path), str(path)
+    return from_dict(Recipe, data, where)
+
+
+def recipe_for_blocks(names: list[str], seed: int = 0) -> Recipe:
+    """An ad-hoc recipe: the named blocks with default options, equal weights."""
+    return Recipe(blocks=tuple(BlockSpec(name=n) for n in names), seed=seed)

@@ -1,0 +1,123 @@
+"""Sessions of ordered events for a block of users: visits, searches, cart additions, removals, buys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ubp.synth.catalogue import CATEGORY_PAGE_URLS, SKU_PAGE_URLS, Catalogue
+from ubp.synth.params import N_DAYS
+from ubp.synth.sampling import draw_rows, quantize
+from ubp.synth.users import N_FAV_CATEGORIES, N_FAV_SKUS, Users
+
+DAY = 86_400
+N_CANDIDATES = 8  # SKUs a user weighs before putting one in the cart
+MAX_SESSION_EVENTS = 200
+SKU_PAGE_SHARE, CATEGORY_PAGE_SHARE = 0.55, 0.20  # of page visits; the rest are generic pages
+GENERIC_URLS = 2
+
+
+@dataclass(frozen=True)
+class Events:
+    """Events of one type: chunk-local user row, seconds since day 0, and the value (SKU / URL / query)."""
+
+    user: np.ndarray
+    t: np.ndarray
+    value: np.ndarray  # sku index, url index, or (n, 16) uint8 query
+
+    def keep(self, mask: np.ndarray) -> "Events":
+        return Events(self.user[mask], self.t[mask], self.value[mask])
+
+
+@dataclass(frozen=True)
+class Sessions:
+    user: np.ndarray
+    day: np.ndarray
+    start: np.ndarray  # seconds since day 0
+    category: np.ndarray  # what the session is about
+
+
+def draw_sessions(users: Users, counts: np.ndarray, cat: Catalogue, rng: np.random.Generator) -> Sessions:
+    """One row per session: when it starts and which category it is about."""
+    rows, days = np.nonzero(counts)
+    reps = counts[rows, days]
+    user, day = np.repeat(rows, reps), np.repeat(days, reps)
+    hour = np.mod(rng.normal(users.hour_mean[user], users.hour_sd[user]), 24.0)
+    start = day * DAY + (hour * 3600).astype(np.int64)
+
+    on_favourite = rng.random(len(user)) < users.focus[user]
+    fav = users.fav_cats[user, rng.integers(0, N_FAV_CATEGORIES, len(user))]
+    topic = draw_rows(users.taste_at(user, day), rng.random(len(user)))
+    explore = cat.cats_by_topic.sample(topic, rng.random(len(user)))
+    return Sessions(user, day, start, np.where(on_favourite, fav, explore))
+
+
+def _pick_cart_skus(users: Users, s: Sessions, sess: np.ndarray, cat: Catalogue, rng: np.random.Generator):
+    """A SKU per cart addition: a favourite (re-buy) or the best of K candidates by taste × price × novelty."""
+    n = len(sess)
+    user, day = s.user[sess], s.day[sess]
+    favourite = users.fav_skus[user, rng.integers(0, N_FAV_SKUS, n)]
+    groups = np.repeat(s.category[sess], N_CANDIDATES)
+    cand = cat.by_category.sample(groups, rng.random(len(groups))).reshape(n, N_CANDIDATES)
+    gap = (cat.sku_price_latent[cand] - users.price_center[user, None]) / users.price_width[user, None]
+    launch = cat.launch_factor(cand, day[:, None], users.novelty[user, None])
+    weight = np.exp(-0.5 * gap**2) * launch
+    best = np.argmax(np.log(weight + 1e-300) + rng.gumbel(size=weight.shape), axis=1)
+    chosen = cand[np.arange(n), best]
+    is_repeat = (rng.random(n) < users.repeat[user]) | (weight.max(axis=1) <= 0)
+    return np.where(is_repeat, favourite, chosen), is_repeat
+
+
+def _page_urls(s: Sessions, sess: np.ndarray, cat: Catalogue, rng: np.random.Generator) -> np.ndarray:
+    """URL index per page visit: a launched SKU's page in the session's category, the category page, or generic."""
+    n = len(sess)
+    kind = np.minimum(np.searchsorted([SKU_PAGE_SHARE, SKU_PAGE_SHARE + CATEGORY_PAGE_SHARE], rng.random(n), "right"), 2)
+    sku = cat.by_category.sample(s.category[sess], rng.random(n))
+    kind = np.where((kind == SKU_PAGE_URLS) & (cat.sku_launch[sku] > s.day[sess]), CATEGORY_PAGE_URLS, kind)
+    generic = cat.generic_urls.sample(np.zeros(n, dtype=np.int64), rng.random(n))
+    return np.select(
+        [kind == SKU_PAGE_URLS, kind == CATEGORY_PAGE_URLS],
+        [cat.url_index(SKU_PAGE_URLS, sku), cat.url_index(CATEGORY_PAGE_URLS, s.category[sess])],
+        cat.url_index(GENERIC_URLS, generic),
+    )
+
+
+def simulate_events(users: Users, counts: np.ndarray, cat: Catalogue, rng: np.random.Generator) -> dict[str, Events]:
+    """All events of a block of users, by type; events past the last day are dropped."""
+    s = draw_sessions(users, counts, cat, rng)
+    length = np.minimum(rng.geometric(1.0 / users.session_len[s.user]), MAX_SESSION_EVENTS)
+    sess = np.repeat(np.arange(len(s.user)), length)
+    gaps = np.ceil(rng.exponential(45.0, len(sess))).astype(np.int64)
+    cum = np.cumsum(gaps)
+    first = np.cumsum(length) - length
+    t = s.start[sess] + cum - (cum[first] - gaps[first])[sess]
+    user = s.user[sess]
+
+    r = rng.random(len(sess))
+    search = r < users.p_search[user]
+    add = ~search & (r < users.p_search[user] + users.p_add[user])
+    visit = ~search & ~add
+
+    a_sess = sess[add]
+    sku, is_repeat = _pick_cart_skus(users, s, a_sess, cat, rng)
+    a_user, a_t = user[add], t[add]
+    p_buy = np.where(is_repeat, np.minimum(0.95, 1.5 * users.p_buy[a_user]), users.p_buy[a_user])
+    o = rng.random(len(a_sess))
+    bought = o < p_buy
+    removed = ~bought & (rng.random(len(a_sess)) < users.p_remove[a_user])
+    buy_t = a_t + 30 + np.ceil(rng.exponential(240.0, len(a_sess))).astype(np.int64)
+    remove_t = a_t + 10 + np.ceil(rng.exponential(150.0, len(a_sess))).astype(np.int64)
+
+    q_sess = sess[search]
+    sought = cat.by_category.sample(s.category[q_sess], rng.random(len(q_sess)))
+    query = quantize(cat.sku_name[sought] + rng.normal(0.0, 0.35, cat.sku_name[sought].shape))
+
+    events = {
+        "product_buy": Events(a_user[bought], buy_t[bought], sku[bought]),
+        "add_to_cart": Events(a_user, a_t, sku),
+        "remove_from_cart": Events(a_user[removed], remove_t[removed], sku[removed]),
+        "page_visit": Events(user[visit], t[visit], _page_urls(s, sess[visit], cat, rng)),
+        "search_query": Events(user[search], t[search], query),
+    }
+    return {name: e.keep(e.t < N_DAYS * DAY) for name, e in events.items()}

@@ -1,0 +1,258 @@
+"""Sequential encoder: tokenisation, causality, padding, sampled softmax, resume, determinism, DDP."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+import torch.nn.functional as F
+from handmade_window import CUTOFF, PRODUCTS, handmade_window
+
+from ubp.config import ConfigError
+from ubp.data.window import InputWindow, write_window
+from ubp.encoders.base import Run
+from ubp.encoders.registry import REGISTRY
+from ubp.encoders.sequence.config import make_config
+from ubp.encoders.sequence.encoder import SequenceEncoder
+from ubp.encoders.sequence.model import SequenceModel
+from ubp.encoders.sequence.objectives import objective_losses, sampled_softmax, vocabulary_tensors
+from ubp.encoders.sequence.tokens import item_vocabulary, make_batch, tokenize, training_chunks
+from ubp.errors import InputError
+from ubp.layout import STREAM_SCHEMA, VECTOR_LEN
+
+TINY = dict(max_len=16, batch_size=4)
+
+
+def random_window(root: Path, n_users: int = 10, seed: int = 0) -> InputWindow:
+    """Random histories of 0..40 events with huge, non-contiguous ids (nothing may assume small ids)."""
+    rng = np.random.default_rng(seed)
+    n = rng.integers(1, 41, n_users)
+    client = np.repeat(rng.choice(2**62, n_users, replace=False), n)
+    m = len(client)
+    kind = rng.choice(5, m, p=[0.1, 0.15, 0.05, 0.6, 0.1])
+    sku_pool = rng.choice(2**62, 12, replace=False) - 2**61
+    sku = sku_pool[rng.integers(0, 12, m)]
+    is_item = kind <= 2
+    has_text = is_item | (kind == 4)
+    frame = pl.DataFrame(
+        {
+            "client_id": client,
+            "timestamp": [CUTOFF - timedelta(minutes=int(x)) for x in rng.integers(1, 60 * 24 * 60, m)],
+            "event_type": kind,
+            "sku": np.where(is_item, sku, 0),
+            "category": np.where(is_item, sku % 5, 0),
+            "price": rng.integers(0, 100, m),
+            "url": rng.choice(2**62, 20)[rng.integers(0, 20, m)],
+            "tokens": rng.integers(0, 256, (m, VECTOR_LEN)).tolist(),
+        }
+    ).with_columns(
+        pl.when(pl.col("event_type") <= 2).then(pl.col("sku")).alias("sku"),
+        pl.when(pl.col("event_type") <= 2).then(pl.col("category")).alias("category"),
+        pl.when(pl.col("event_type") == 3).then(pl.col("url")).alias("url"),
+        pl.when(pl.Series(has_text)).then(pl.col("tokens")).alias("tokens"),
+    )
+    return write_window(frame.lazy().cast(STREAM_SCHEMA), PRODUCTS, CUTOFF, root / "input", events_per_shard=150)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: one thread avoids oversubscription stalls (8x here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def window(tmp_path_factory: pytest.TempPathFactory) -> InputWindow:
+    return random_window(tmp_path_factory.mktemp("seq"))
+
+
+def fit(window: InputWindow, seed: int = 0, work_dir: Path | None = None, callback=None, **options) -> SequenceEncoder:
+    encoder = SequenceEncoder("tiny", **{**TINY, "epochs": 10.0, "max_steps": 6, **options})
+    return encoder.fit(window, Run(seed=seed, work_dir=work_dir, show_progress=False), callback=callback)
+
+
+def test_tokenize_hand_made_log(tmp_path: Path) -> None:
+    tokens = tokenize(handmade_window(tmp_path), hash_rows=1024, price_buckets=100)
+    assert sorted(tokens.client_ids) == [1, 2, 3, 5]  # user 4 has no events; user 5's cutoff event is hidden
+    u = int(np.flatnonzero(tokens.client_ids == 2)[0])
+    s = slice(tokens.offsets[u], tokens.offsets[u + 1])
+    assert tokens.event_type[s].tolist() == [3, 3, 1]
+    np.testing.assert_allclose(tokens.log_gap[s], np.log1p([0, 1799 / 3600, 1800 / 3600]), rtol=1e-6)
+    np.testing.assert_allclose(tokens.log_age[s], np.log1p([0, 1799 / 86400, 3599 / 86400]), rtol=1e-6)
+    assert tokens.weekday[s].tolist() == [1, 1, 1] and tokens.hour[s].tolist() == [10, 10, 10]  # a Tuesday
+    assert tokens.has_tokens[s].tolist() == [False, False, True]
+    assert tokens.price[s].tolist() == [0, 0, 96]  # bucket + 1; visits have no price
+    ids = tokens.ids[s]
+    assert (ids[:2, :4] == 0).all() and (ids[:2, 4:] > 0).all()  # visits: url only
+    assert (ids[2, :4] > 0).all() and (ids[2, 4:] == 0).all()  # cart: sku and category only
+    assert ids.max() < 1024 and (ids[0, 4:] != ids[1, 4:]).any()  # urls 900 and 901 differ
+
+
+def test_training_chunks_align_to_the_end() -> None:
+    tokens = tokenize_lengths([5, 0, 3])
+    start, end, first = training_chunks(tokens, max_len=2)
+    assert list(zip(start.tolist(), end.tolist(), first.tolist())) == [
+        (3, 5, False), (1, 3, False), (0, 1, True), (6, 8, False), (5, 6, True)
+    ]
+
+
+def tokenize_lengths(lengths: list[int]):
+    from ubp.encoders.sequence.tokens import Tokens
+
+    base = Tokens.empty()
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    n = int(offsets[-1])
+    per_event = {f: np.zeros((n, *getattr(base, f).shape[1:]), getattr(base, f).dtype) for f in
+                 ("event_type", "ids", "price", "tokens", "has_tokens", "weekday", "hour", "log_gap", "log_age")}
+    return Tokens(client_ids=np.arange(len(lengths)), offsets=offsets, **per_event)
+
+
+def test_model_is_causal(window: InputWindow) -> None:
+    cfg = make_config("tiny", **TINY)
+    tokens = tokenize(window, cfg.hash_rows, cfg.price_buckets)
+    torch.manual_seed(0)
+    model = SequenceModel(cfg).eval()
+    u = int(np.argmax(tokens.lengths))
+    start, end = tokens.offsets[u : u + 1], np.minimum(tokens.offsets[u + 1 : u + 2], tokens.offsets[u] + 16)
+    batch = make_batch(tokens, start, end)
+    hidden = model(batch)
+    assert hidden.shape == (1, int(end[0] - start[0]) + 1, cfg.width)
+    j = 5  # change event 5: states 0..5 (which have seen events 0..4) must not move
+    changed = {k: v.clone() for k, v in batch.items()}
+    changed["event_type"][0, j] = (changed["event_type"][0, j] + 1) % 5
+    changed["ids"][0, j] = 7
+    changed["log_gap"][0, j] += 3.0
+    after = model(changed)
+    torch.testing.assert_close(after[:, : j + 1], hidden[:, : j + 1], rtol=0, atol=0)
+    assert not torch.allclose(after[:, j + 1], hidden[:, j + 1])
+
+
+def test_padding_changes_neither_losses_nor_embeddings(window: InputWindow) -> None:
+    cfg = make_config("tiny", **TINY)
+    tokens = tokenize(window, cfg.hash_rows, cfg.price_buckets)
+    vocab = vocabulary_tensors(*item_vocabulary(tokens, cfg.hash_rows))
+    torch.manual_seed(0)
+    model = SequenceModel(cfg).eval()
+    u = int(np.argmax(tokens.lengths))
+    s = tokens.offsets[u : u + 1]
+    exact = make_batch(tokens, s, s + 6)
+    padded = make_batch(tokens, s, s + 14)  # the 8 extra slots hold real events, then are declared padding
+    padded["length"][:] = 6
+    first = torch.tensor([True])
+    losses = [objective_losses(model, model(b), b, first, cfg, vocab, torch.Generator().manual_seed(3))
+              for b in (exact, padded)]
+    assert set(losses[0]) == {"nip", "nup", "netp", "tdp"}
+    for name in losses[0]:
+        torch.testing.assert_close(losses[0][name], losses[1][name])
+    torch.testing.assert_close(model.user_embedding(exact), model.user_embedding(padded))
+
+
+def test_sampled_softmax_with_every_item_is_the_full_softmax() -> None:
+    g = torch.Generator().manual_seed(0)
+    keys = torch.tensor([-(2**60), -5, 3, 2**40, 2**61])  # sorted, far from 0..V-1
+    vectors = torch.randn(5, 8, generator=g)
+    queries = torch.randn(6, 8, generator=g)
+    target_index = torch.tensor([0, 4, 2, 2, 1, 3])
+    full = F.cross_entropy(queries @ vectors.T / 0.1, target_index, reduction="sum")
+    torch.testing.assert_close(sampled_softmax(queries, keys[target_index], keys, vectors, 0.1), full)
+    constant = torch.full((5,), math.log(3.0))  # a uniform sample's logQ shifts every logit alike
+    torch.testing.assert_close(sampled_softmax(queries, keys[target_index], keys, vectors, 0.1, constant), full)
+
+
+def test_transform_shapes_order_and_empty_history(tmp_path: Path) -> None:
+    hand = handmade_window(tmp_path)
+    encoder = fit(hand, max_steps=3)
+    ids = np.array([3, 4, 1, 99, 1], dtype=np.int64)
+    out = encoder.transform(hand, ids)
+    assert out.shape == (5, 32) and out.dtype == np.float32 and np.isfinite(out).all()
+    np.testing.assert_array_equal(out[2], out[4])  # same client, same row
+    np.testing.assert_array_equal(out[1], out[3])  # no events: the learned empty-history state
+    assert not np.allclose(out[0], out[1])
+    np.testing.assert_array_equal(encoder.transform(hand, ids[[2, 0]]), out[[2, 0]])
+    encoder.save(tmp_path / "model")
+    np.testing.assert_array_equal(REGISTRY["sequence"].load(tmp_path / "model").transform(hand, ids), out)
+
+
+def test_empty_window_gives_the_empty_history_state(tmp_path: Path) -> None:
+    empty = write_window(pl.LazyFrame(schema=STREAM_SCHEMA), PRODUCTS, CUTOFF, tmp_path / "input")
+    out = fit(empty).transform(empty, np.array([1, 2], dtype=np.int64))
+    assert out.shape == (2, 32) and np.isfinite(out).all()
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_same_seed_same_result_other_seed_differs(window: InputWindow) -> None:
+    ids = np.sort(tokenize(window, 2, 2).client_ids)
+    a, b, c = (fit(window, seed=s).transform(window, ids) for s in (0, 0, 1))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_kill_matches_an_unbroken_run(window: InputWindow, tmp_path: Path) -> None:
+    options = dict(max_steps=8, checkpoint_every=4, warmup_steps=3)
+    unbroken = fit(window, work_dir=tmp_path / "a", **options).model_.state_dict()
+
+    def kill(step: int, losses: dict) -> None:
+        if step == 5:  # one step past the checkpoint at 4: that step is lost and redone
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(window, work_dir=tmp_path / "b", callback=kill, **options)
+    resumed = fit(window, work_dir=tmp_path / "b", **options).model_.state_dict()
+    for name, value in unbroken.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
+    with pytest.raises(ValueError, match="different sequence config"):
+        fit(window, work_dir=tmp_path / "b", **{**options, "lr": 0.5})
+
+
+def test_objectives_are_switchable_and_config_is_checked(window: InputWindow) -> None:
+    seen = []
+    fit(window, max_steps=1, nip_weight=0.0, nup_weight=0.0, callback=lambda s, l: seen.append(set(l)))
+    assert seen == [{"netp", "tdp"}]
+    with pytest.raises(ConfigError, match="unknown key"):
+        SequenceEncoder("tiny", widht=8)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        SequenceEncoder("huge")
+    with pytest.raises(ConfigError, match="at least one"):
+        SequenceEncoder("tiny", nip_weight=0.0, nup_weight=0.0, netp_weight=0.0, tdp_weight=0.0)
+
+
+def test_bad_event_type_names_file_column_and_row(tmp_path: Path) -> None:
+    good = handmade_window(tmp_path, events_per_shard=100)
+    shard = good.shards[0]
+    pl.read_parquet(shard).with_columns(pl.lit(9, pl.UInt8).alias("event_type")).write_parquet(shard)
+    with pytest.raises(InputError, match=r"shard-00000\.parquet: column 'event_type': .*0\.\.4.*'client_id': 1"):
+        tokenize(good, 16, 10)
+
+
+def _ddp_worker(rank: int, root: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{root}/rendezvous", rank=rank, world_size=2)
+    try:
+        torch.set_num_threads(1)
+        window = InputWindow.open(Path(root) / "world")
+        encoder = fit(window, max_steps=3)
+        torch.save(encoder.model_.state_dict(), Path(root) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_gloo_processes_end_with_identical_weights(tmp_path: Path) -> None:
+    random_window(tmp_path / "world")
+    torch.multiprocessing.spawn(_ddp_worker, args=(str(tmp_path),), nprocs=2, join=True)
+    a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    single = fit(InputWindow.open(tmp_path / "world"), max_steps=3).model_.state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    assert any(not torch.allclose(a[n], single[n]) for n in a)  # each rank saw only half the batches
