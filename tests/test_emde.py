@@ -111,7 +111,8 @@ def test_propagation_averages_neighbours() -> None:
         ShardGraph(sp.csr_matrix(np.array([[1, 1]], np.float32)), np.array([1, 2])),
     ]
     x = propagate(shards, np.eye(3, dtype=np.float32), iterations=1)
-    np.testing.assert_allclose(x, [[2**-0.5, 2**-0.5, 0], [6**-0.5, 2 * 6**-0.5, 6**-0.5], [0, 2**-0.5, 2**-0.5]], atol=1e-6)
+    expected = [[2**-0.5, 2**-0.5, 0], [6**-0.5, 2 * 6**-0.5, 6**-0.5], [0, 2**-0.5, 2**-0.5]]
+    np.testing.assert_allclose(x, expected, atol=1e-6)
 
 
 def test_start_vectors_depend_on_id_kind_and_seed_only() -> None:

@@ -146,10 +146,9 @@ def test_quick_evaluate_end_to_end(world, tmp_path):
 def test_full_evaluate_and_orders(world, tmp_path):
     data_dir, ids, latent = world
     entry = write_entry_files(tmp_path / "e", ids, latent)
-    full = evaluate(data_dir, entry, tmp_path / "full", tasks=("churn", "propensity_category"), mode="full",
-                    device="cpu")
+    full = evaluate(data_dir, entry, tmp_path / "full", tasks=("propensity_category",), mode="full", device="cpu")
     assert full.scores["mode"] == "full"
-    assert 0 < full.scores["tasks"]["churn"]["score"] <= 1
+    assert 0 < full.scores["tasks"]["propensity_category"]["score"] <= 1
     multi = evaluate(data_dir, entry, tmp_path / "multi", tasks=("conversion",), mode="quick", device="cpu",
                      orders=3)
     rec = multi.scores["tasks"]["conversion"]

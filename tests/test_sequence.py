@@ -256,3 +256,12 @@ def test_ddp_two_gloo_processes_end_with_identical_weights(tmp_path: Path) -> No
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
     assert any(not torch.allclose(a[n], single[n]) for n in a)  # each rank saw only half the batches
+
+
+def test_schedule_warms_up_then_decays_to_the_floor() -> None:
+    from ubp.encoders.sequence.train import _schedule
+
+    factor = _schedule(make_config("tiny", warmup_steps=100, min_lr_ratio=0.1), total=50)  # warm-up capped at 5
+    assert [round(factor(s), 6) for s in (0, 4)] == [0.2, 1.0]
+    assert factor(5) == 1.0 and round(factor(50), 6) == 0.1
+    assert round(factor(5 + 45 // 2), 2) == round(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 22 / 45)), 2)

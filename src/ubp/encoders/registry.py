@@ -16,6 +16,7 @@ _ENTRIES: dict[str, str] = {
     "graph": "ubp.encoders.graph.encoder:GraphEncoder",
     "emde": "ubp.encoders.emde.encoder:EmdeEncoder",
     "sequence": "ubp.encoders.sequence.encoder:SequenceEncoder",
+    "dcn": "ubp.encoders.dcn.encoder:DcnEncoder",
 }
 
 

@@ -12,9 +12,10 @@ from ubp.synth.params import N_DAYS, N_TOPICS, WorldParams
 from ubp.synth.sampling import GroupedSampler, quantize
 
 NOT_LAUNCHED_LATE = -10_000  # launch day of SKUs that exist before the first day
-LATE_LAUNCH_SHARE = 0.25  # SKUs launched during the observed period (some in the target windows)
-LAUNCH_BOOST = 4.0  # extra popularity of a brand-new SKU, fading with LAUNCH_FADE_DAYS
-LAUNCH_FADE_DAYS = 14.0
+LATE_LAUNCH_SHARE = 0.02  # SKUs launched during the observed period (some in the target windows)
+LAUNCH_BOOST = 20.0  # extra popularity of a brand-new SKU, fading with LAUNCH_FADE_DAYS
+LAUNCH_FADE_DAYS = 10.0
+ZIPF_EXPONENT = 1.0  # SKU popularity ~ 1 / rank^a
 SKU_PAGE_URLS, CATEGORY_PAGE_URLS = 0, 1  # url index = offset by kind, see `Catalogue.url_index`
 
 
@@ -36,6 +37,7 @@ class Catalogue:
     url_id: np.ndarray  # (S + C + G,) int64: SKU pages, then category pages, then generic pages
     by_category: GroupedSampler  # SKUs within a category, by static popularity
     by_topic: GroupedSampler  # SKUs within a topic, by static popularity
+    new_by_topic: GroupedSampler  # SKUs launched during the log, within a topic ("new arrivals")
     old_by_category: GroupedSampler  # pre-existing SKUs within a category (users' lasting favourites)
     old_by_topic: GroupedSampler  # pre-existing SKUs within a topic (fallback for the above)
     cats_by_topic: GroupedSampler  # categories within a topic, by category weight
@@ -82,7 +84,9 @@ def build_catalogue(params: WorldParams) -> Catalogue:
     name = cat_centroid[sku_cat] + rng.normal(0.0, 0.45, (n_sku, VECTOR_LEN))
     late = rng.random(n_sku) < LATE_LAUNCH_SHARE
     launch = np.where(late, rng.integers(0, N_DAYS, n_sku), NOT_LAUNCHED_LATE)
-    popularity = _zipf(rng, n_sku, 0.9) * np.where(late, 3.0, 1.0)  # launches are promoted
+    # launches are promoted: they get the popularity of a top-1% SKU
+    promoted = rng.integers(1, max(2, n_sku // 100), n_sku).astype(np.float64) ** -ZIPF_EXPONENT
+    popularity = np.where(late, promoted, _zipf(rng, n_sku, ZIPF_EXPONENT))
 
     sku_topic = cat_topic[sku_cat]
     n_urls = n_sku + n_cat + n_gen
@@ -101,6 +105,7 @@ def build_catalogue(params: WorldParams) -> Catalogue:
         url_id=scatter_ids(np.arange(n_urls), params.seed, kind=5),
         by_category=GroupedSampler.build(sku_cat, popularity, n_cat),
         by_topic=GroupedSampler.build(sku_topic, popularity, N_TOPICS),
+        new_by_topic=GroupedSampler.build(sku_topic, popularity * late, N_TOPICS),
         old_by_category=GroupedSampler.build(sku_cat, popularity * ~late, n_cat),
         old_by_topic=GroupedSampler.build(sku_topic, popularity * ~late, N_TOPICS),
         cats_by_topic=GroupedSampler.build(cat_topic, cat_weight, N_TOPICS),

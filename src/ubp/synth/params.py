@@ -60,7 +60,7 @@ class WorldParams:
     @property
     def casual_relevant_share(self) -> float:
         """Chance a casual user with input events is relevant anyway (about 3% of relevant clients)."""
-        casual_with_events = 0.5 * self.n_users * (1.0 - self.engaged_share)
+        casual_with_events = 0.3 * self.n_users * (1.0 - self.engaged_share)
         return min(1.0, 0.03 * self.n_relevant / max(casual_with_events, 1.0))
 
     @property

@@ -13,6 +13,7 @@ from ubp.synth.users import N_FAV_CATEGORIES, N_FAV_SKUS, Users
 
 DAY = 86_400
 N_CANDIDATES = 8  # SKUs a user weighs before putting one in the cart
+NEW_ARRIVALS_SHARE = 0.08  # chance (× the user's novelty appetite) an addition is chosen among new arrivals
 MAX_SESSION_EVENTS = 200
 SKU_PAGE_SHARE, CATEGORY_PAGE_SHARE = 0.55, 0.20  # of page visits; the rest are generic pages
 GENERIC_URLS = 2
@@ -53,16 +54,30 @@ def draw_sessions(users: Users, counts: np.ndarray, cat: Catalogue, rng: np.rand
     return Sessions(user, day, start, np.where(on_favourite, fav, explore))
 
 
+def _candidate_weights(users: Users, user: np.ndarray, day: np.ndarray, cand: np.ndarray, cat: Catalogue) -> np.ndarray:
+    """Price fit × launch factor per candidate (0 for unlaunched SKUs and for missing candidates, -1)."""
+    sku = np.maximum(cand, 0)
+    gap = (cat.sku_price_latent[sku] - users.price_center[user, None]) / users.price_width[user, None]
+    launch = cat.launch_factor(sku, day[:, None], users.novelty[user, None])
+    return np.exp(-0.5 * gap**2) * launch * (cand >= 0)
+
+
 def _pick_cart_skus(users: Users, s: Sessions, sess: np.ndarray, cat: Catalogue, rng: np.random.Generator):
-    """A SKU per cart addition: a favourite (re-buy) or the best of K candidates by taste × price × novelty."""
+    """A SKU per cart addition: a favourite (re-buy) or the best of K candidates by taste × price × novelty.
+
+    Candidates come from the session's category, or, for users drawn to novelty, from the SKUs
+    launched during the log in the session's topic (new arrivals are a small, fast-selling set).
+    """
     n = len(sess)
     user, day = s.user[sess], s.day[sess]
     favourite = users.fav_skus[user, rng.integers(0, N_FAV_SKUS, n)]
     groups = np.repeat(s.category[sess], N_CANDIDATES)
-    cand = cat.by_category.sample(groups, rng.random(len(groups))).reshape(n, N_CANDIDATES)
-    gap = (cat.sku_price_latent[cand] - users.price_center[user, None]) / users.price_width[user, None]
-    launch = cat.launch_factor(cand, day[:, None], users.novelty[user, None])
-    weight = np.exp(-0.5 * gap**2) * launch
+    regular = cat.by_category.sample(groups, rng.random(len(groups))).reshape(n, N_CANDIDATES)
+    fresh = cat.new_by_topic.sample(cat.cat_topic[groups], rng.random(len(groups))).reshape(n, N_CANDIDATES)
+    w_regular, w_fresh = (_candidate_weights(users, user, day, c, cat) for c in (regular, fresh))
+    browse_new = rng.random(n) < NEW_ARRIVALS_SHARE * users.novelty[user]
+    use_fresh = (browse_new & (w_fresh.max(axis=1) > 0))[:, None]
+    cand, weight = np.where(use_fresh, fresh, regular), np.where(use_fresh, w_fresh, w_regular)
     best = np.argmax(np.log(weight + 1e-300) + rng.gumbel(size=weight.shape), axis=1)
     chosen = cand[np.arange(n), best]
     is_repeat = (rng.random(n) < users.repeat[user]) | (weight.max(axis=1) <= 0)

@@ -74,7 +74,7 @@ def draw_users(index: np.ndarray, params: WorldParams, cat: Catalogue, rng: np.r
     engaged = rng.random(n) < params.engaged_share
     existing = rng.random(n) < np.where(engaged, 0.75, 0.5)
     join_day = np.where(existing, -rng.integers(1, 400, n), rng.integers(0, N_DAYS, n))
-    rate = np.where(engaged, rng.lognormal(np.log(0.12), 0.9, n), rng.lognormal(np.log(0.004), 0.8, n))
+    rate = np.where(engaged, rng.lognormal(np.log(0.12), 0.9, n), rng.lognormal(np.log(0.002), 0.8, n))
     lost = rng.random(n) < 0.25
 
     taste0 = _dirichlet(rng, 0.3, (n, N_TOPICS))
@@ -92,7 +92,7 @@ def draw_users(index: np.ndarray, params: WorldParams, cat: Catalogue, rng: np.r
         engaged=engaged,
         join_day=join_day,
         rate=rate,
-        session_len=2.0 + rng.lognormal(np.log(5.0), 0.5, n),
+        session_len=np.where(engaged, 2.0, 1.0) + rng.lognormal(np.log(np.where(engaged, 5.0, 1.5)), 0.5, n),
         p_quit=np.minimum(0.5, rng.lognormal(np.log(1 / 45), 0.8, n)),
         p_return=np.where(lost, 0.001, np.minimum(0.5, rng.lognormal(np.log(1 / 20), 0.8, n))),
         taste0=taste0,
@@ -104,8 +104,8 @@ def draw_users(index: np.ndarray, params: WorldParams, cat: Catalogue, rng: np.r
         price_center=0.7 * taste0 @ cat.topic_price + rng.normal(0.0, 0.5, n),
         price_width=rng.lognormal(np.log(0.7), 0.3, n),
         p_search=rng.beta(2.0, 30.0, n),
-        # light users come to buy: their share of cart additions is higher
-        p_add=np.minimum(0.3, rng.beta(2.0, 40.0, n) * np.clip((rate / 0.12) ** -0.8, 0.15, 6.0)),
+        # light engaged users come to buy: their share of cart additions is higher
+        p_add=rng.beta(2.0, 40.0, n) * np.where(engaged, np.clip((rate / 0.12) ** -0.8, 0.15, 6.0), 1.0),
         p_buy=_beta_mix(rng, n, 0.2, (0.3, 12.0), (2.2, 4.0)),
         p_remove=rng.beta(2.2, 3.0, n),
         repeat=rng.beta(1.2, 3.0, n),

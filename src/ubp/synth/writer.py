@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 from ubp.layout import EVENT_TYPES, EVENT_VALUE_COLUMN, PROPERTIES_FILE, VECTOR_LEN
 from ubp.synth.params import START
 
-_START_EPOCH = int((START - START.__class__(1970, 1, 1)).total_seconds())
+_START_EPOCH = int((START - dt.datetime(1970, 1, 1)).total_seconds())
 _VALUE_TYPE = {"sku": pa.int64(), "url": pa.int64(), "query": pa.string()}
 
 

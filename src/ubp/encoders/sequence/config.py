@@ -36,7 +36,7 @@ class SequenceConfig:
     max_steps: int = 0  # 0 = no cap besides `epochs`
     lr: float = 1e-3
     weight_decay: float = 0.01
-    warmup_steps: int = 100
+    warmup_steps: int = 100  # at most a tenth of the run
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     grad_clip: float = 1.0
     checkpoint_every: int = 500

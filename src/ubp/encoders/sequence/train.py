@@ -109,12 +109,16 @@ def _optimizer(model: SequenceModel, cfg: SequenceConfig) -> torch.optim.AdamW:
 
 
 def _schedule(cfg: SequenceConfig, total: int) -> Callable[[int], float]:
-    """Linear warm-up to `lr`, then cosine decay to `lr * min_lr_ratio` at the last step."""
+    """Linear warm-up to `lr`, then cosine decay to `lr * min_lr_ratio` at the last step.
+
+    The warm-up is capped at a tenth of the run, so a short run on a small window is not all warm-up.
+    """
+    warmup = max(1, min(cfg.warmup_steps, total // 10))
 
     def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor

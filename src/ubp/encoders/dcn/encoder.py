@@ -1,0 +1,220 @@
+"""The `dcn` block (methods.md §E): DCN-v2 over PLE-encoded features, trained on an inner split.
+
+`fit` writes the inner window (events before cutoff − horizon) into the work folder, fits the input
+block (and the optional sequence block) on it, so that nothing the network learns from, not even
+the input block's top-N columns or the PLE bins, depends on the label days; it then labels the fit clients from the last `horizon` days,
+and trains the cross network + head (multitask BCE, plus InfoNCE between two views of each user).
+`transform` applies the same fitted blocks and network to the whole input window, so the embedding
+describes each user at the train-target start while nothing after it was ever read.
+
+Views (`views`): "events" recomputes the input block on two event-masked copies of the inner window
+(each event dropped with p = `drop_p`; drawn once, so three input-block passes instead of one), "columns" drops
+whole column embeddings with p = `drop_p` at every step (no extra pass).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from ubp.config import ConfigError, from_dict
+from ubp.data.window import InputWindow
+from ubp.encoders.base import Run
+from ubp.encoders.dcn.inner_split import inner_labels, write_inner_window
+from ubp.encoders.dcn.losses import dcn_loss
+from ubp.encoders.dcn.model import DcnModel, quantile_edges
+from ubp.encoders.dcn.views import masked_window
+from ubp.encoders.registry import REGISTRY, create
+from ubp.encoders.tabular import fit_clients
+from ubp.training import atomic_dir, checkpoint_path, choose_device, fingerprint, run_steps, seed_everything
+
+TRANSFORM_BATCH = 8_192
+VIEW_KINDS = ("events", "columns")
+
+
+@dataclass(frozen=True)
+class DcnConfig:
+    input_block: str = "features"
+    input_options: dict = field(default_factory=dict)
+    sequence_block: str | None = None  # e.g. "sequence": its embedding joins x0 through an MLP
+    sequence_options: dict = field(default_factory=dict)
+    sequence_dim: int = 64
+    n_bins: int = 32
+    column_dim: int = 2
+    ranks: tuple[int, ...] = (64, 32, 32)
+    widths: tuple[int, ...] = (64, 32, 32)  # the block dimension is their sum
+    head: tuple[int, ...] = (64, 64, 64, 64)
+    horizon_days: int = 14
+    n_targets: int = 100
+    contrastive: bool = True
+    views: str = "events"
+    drop_p: float = 0.3
+    lambda_con: float = 0.1
+    temperature: float = 0.1
+    epochs: int = 10
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    max_users: int | None = None  # train on a seeded sample of the fit clients (None: all)
+    checkpoint_every: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.views not in VIEW_KINDS:
+            raise ConfigError(f"dcn.views: {self.views!r}; expected one of {VIEW_KINDS}")
+        if len(self.ranks) != len(self.widths) or not self.ranks:
+            raise ConfigError(f"dcn: ranks {self.ranks} and widths {self.widths} need one entry per cross layer")
+        if not 0.0 <= self.drop_p < 1.0:
+            raise ConfigError(f"dcn.drop_p: {self.drop_p}; expected 0 <= p < 1")
+
+
+class DcnEncoder:
+    name: ClassVar[str] = "dcn"
+
+    def __init__(self, **options: Any) -> None:
+        self.config = from_dict(DcnConfig, options, "dcn")
+
+    @property
+    def dim(self) -> int:
+        return sum(self.config.widths)
+
+    # ----- inputs -------------------------------------------------------------------------------
+    def _inputs(self, window: InputWindow, client_ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(raw columns, NaN = missing; the sequence embedding or None) of `client_ids` in `window`."""
+        block = self.input_
+        x = block.raw(window, client_ids) if hasattr(block, "raw") else block.transform(window, client_ids)
+        seq = None
+        if self.sequence_ is not None:
+            seq = torch.from_numpy(np.asarray(self.sequence_.transform(window, client_ids), dtype=np.float32))
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), seq
+
+    # ----- the encoder protocol -----------------------------------------------------------------
+    def fit(self, window: InputWindow, run: Run) -> "DcnEncoder":
+        if run.work_dir is None:
+            with tempfile.TemporaryDirectory(prefix="ubp-dcn-") as tmp:
+                return self._fit(window, run, Path(tmp))
+        return self._fit(window, run, Path(run.work_dir) / self.name)
+
+    def _fit(self, window: InputWindow, run: Run, work: Path) -> "DcnEncoder":
+        cfg = self.config
+        inner = write_inner_window(window, cfg.horizon_days, work / "inner")
+        self.input_ = create(cfg.input_block, **cfg.input_options).fit(inner, run)
+        self.sequence_ = (
+            None if cfg.sequence_block is None else create(cfg.sequence_block, **cfg.sequence_options).fit(inner, run)
+        )
+        clients = _train_clients(inner, cfg.max_users, run.seed)
+        if len(clients) < 2:
+            raise ValueError(f"dcn: needs at least 2 clients to train on, the window has {len(clients)}")
+        x, seq = self._inputs(inner, clients)
+        target = inner_labels(window, inner, clients, cfg.n_targets)
+        views = self._event_views(inner, clients, run, work) if cfg.contrastive and cfg.views == "events" else None
+
+        device = choose_device(run.device)
+        seed_everything(run.seed)
+        lo, hi, valid = quantile_edges(x.numpy(), cfg.n_bins)
+        model = DcnModel(
+            lo, hi, valid, cfg.column_dim, cfg.ranks, cfg.widths, cfg.head, target.labels.shape[1],
+            seq_in=0 if seq is None else seq.shape[1], seq_dim=cfg.sequence_dim,
+        ).to(device)
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        x = x.to(device)
+        labels, weights = torch.from_numpy(target.labels).to(device), torch.from_numpy(target.weights).to(device)
+        seq = None if seq is None else seq.to(device)
+        views = None if views is None else (views[0].to(device), views[1].to(device))
+
+        def step(rows: torch.Tensor, epoch: int) -> torch.Tensor:
+            rows = rows.to(device)
+            sb = None if seq is None else seq[rows]
+            logits = model.head(model.embed(x[rows], sb))
+            pair = None
+            if cfg.contrastive and views is not None:
+                pair = (model.embed(views[0][rows], sb), model.embed(views[1][rows], sb))
+            elif cfg.contrastive:
+                pair = tuple(model.embed(x[rows], sb, column_drop=cfg.drop_p) for _ in range(2))
+            loss = dcn_loss(logits, labels[rows], weights[rows], target.tasks, pair, cfg.lambda_con, cfg.temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return loss
+
+        data = [x, labels, weights] + ([] if seq is None else [seq]) + ([] if views is None else list(views))
+        self.last_loss_ = run_steps(
+            len(clients),
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            seed=run.seed,
+            step_fn=step,
+            parts={"model": model, "opt": opt},
+            ckpt=checkpoint_path(run.work_dir, self.name),
+            meta={"config": dataclasses.asdict(cfg), "seed": run.seed, "data": fingerprint(*data)},
+            checkpoint_every=cfg.checkpoint_every,
+            show_progress=run.show_progress,
+            desc=self.name,
+        )
+        self.model_ = model.cpu().eval()
+        return self
+
+    def _event_views(self, inner: InputWindow, clients: np.ndarray, run: Run, work: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw input-block columns of two event-masked copies of the inner window."""
+        out = []
+        for view in (0, 1):
+            masked = masked_window(inner, self.config.drop_p, run.seed, view, work / f"view{view}")
+            out.append(self._inputs(masked, clients)[0])
+        return out[0], out[1]
+
+    def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        x, seq = self._inputs(window, np.asarray(client_ids, dtype=np.int64))
+        out = np.empty((len(x), self.dim), dtype=np.float32)
+        with torch.no_grad():
+            for lo in range(0, len(x), TRANSFORM_BATCH):
+                batch = slice(lo, lo + TRANSFORM_BATCH)
+                out[batch] = self.model_.embed(x[batch], None if seq is None else seq[batch]).numpy()
+        return out
+
+    def save(self, path: Path) -> None:
+        with atomic_dir(Path(path)) as tmp:
+            m = self.model_
+            params = {
+                "config": dataclasses.asdict(self.config),
+                "n_out": m.head[-1].out_features,
+                "seq_in": 0 if m.seq is None else m.seq[0].in_features,
+            }
+            (tmp / "config.json").write_text(json.dumps(params, indent=1))
+            torch.save(m.state_dict(), tmp / "model.pt")
+            self.input_.save(tmp / "input")
+            if self.sequence_ is not None:
+                self.sequence_.save(tmp / "sequence")
+
+    @classmethod
+    def load(cls, path: Path) -> "DcnEncoder":
+        path = Path(path)
+        params = json.loads((path / "config.json").read_text())
+        self = cls(**params["config"])
+        cfg = self.config
+        state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+        shape = tuple(state["ple.lo"].shape)  # the bins themselves come with the state below
+        self.model_ = DcnModel(
+            np.zeros(shape), np.ones(shape), np.zeros(shape, bool), cfg.column_dim, cfg.ranks, cfg.widths, cfg.head, params["n_out"],
+            seq_in=params["seq_in"], seq_dim=cfg.sequence_dim,
+        )
+        self.model_.load_state_dict(state)
+        self.model_.eval()
+        self.input_ = REGISTRY[cfg.input_block].load(path / "input")
+        self.sequence_ = None if cfg.sequence_block is None else REGISTRY[cfg.sequence_block].load(path / "sequence")
+        return self
+
+
+def _train_clients(window: InputWindow, max_users: int | None, seed: int) -> np.ndarray:
+    """The fit clients of the window, optionally a seeded sample of them (sorted)."""
+    clients = fit_clients(window)
+    if max_users is not None and len(clients) > max_users:
+        pick = np.random.default_rng(seed).choice(len(clients), size=max_users, replace=False)
+        clients = clients[np.sort(pick)]
+    return clients
