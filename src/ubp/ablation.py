@@ -16,8 +16,10 @@ from ubp.plots import grouped_bars
 from ubp.profile import build_profile
 from ubp.recipe import Recipe
 
-# Blocks whose objectives can be switched off one at a time: option name → objectives.
-OBJECTIVE_SWITCHES: dict[str, tuple[str, tuple[str, ...]]] = {}
+# Objectives a block can switch off one at a time: block → objective → (option, value when off).
+OBJECTIVE_SWITCHES: dict[str, dict[str, tuple[str, object]]] = {
+    "sequence": {f"{o.upper()}": (f"{o}_weight", 0.0) for o in ("nip", "nup", "netp", "tdp")},
+}
 
 
 def variants(recipe: Recipe) -> dict[str, Recipe]:
@@ -27,12 +29,8 @@ def variants(recipe: Recipe) -> dict[str, Recipe]:
         for block in recipe.blocks:
             out[f"without {block.name}"] = replace(recipe, blocks=tuple(b for b in recipe.blocks if b is not block))
     for i, block in enumerate(recipe.blocks):
-        if block.name not in OBJECTIVE_SWITCHES:
-            continue
-        option, objectives = OBJECTIVE_SWITCHES[block.name]
-        enabled = tuple(block.options.get(option, objectives))
-        for objective in enabled:
-            changed = replace(block, options={**block.options, option: [o for o in enabled if o != objective]})
+        for objective, (option, off) in OBJECTIVE_SWITCHES.get(block.name, {}).items():
+            changed = replace(block, options={**block.options, option: off})
             blocks = recipe.blocks[:i] + (changed,) + recipe.blocks[i + 1 :]
             out[f"{block.name} without {objective}"] = replace(recipe, blocks=blocks)
     return out
@@ -57,7 +55,7 @@ def ablate(opts: RunOptions, recipe: Recipe) -> Path:
     html = (
         "<!doctype html><meta charset='utf-8'><title>ubp ablation</title>"
         f"<h1>Ablation ({opts.mode} mode, {opts.orders} row orders)</h1>"
-        + score_table(table, reference="all")
+        + score_table(means, reference="all")
         + grouped_bars({k: {t: v[0] for t, v in m.items()} for k, m in means.items()},
                        {k: {t: v[1] for t, v in m.items()} for k, m in means.items()}, "ablation")
     )

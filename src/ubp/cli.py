@@ -170,5 +170,30 @@ def run(data_dir, config, out, scale, world_seed, mode, orders, device) -> None:
     click.echo(f"report: {report}")
 
 
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Raw challenge directory. Default: the synthetic world under OUT/world.")
+@click.option("--config", type=click.Path(path_type=Path), default=None, help="Profile recipe (TOML).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/default"), show_default=True)
+@click.option("--scale", type=click.Choice(["tiny", "small", "medium", "full"]), default="small", show_default=True)
+@click.option("--world-seed", type=int, default=1, show_default=True)
+@click.option("--mode", type=click.Choice(["full", "quick"]), default="quick", show_default=True)
+@click.option("--orders", type=int, default=3, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@_fail_cleanly
+def ablate(data_dir, config, out, scale, world_seed, mode, orders, device) -> None:
+    """Leave-one-block-out (and leave-one-objective-out) scores on the same split."""
+    import logging
+
+    from ubp.ablation import ablate as run_ablation
+    from ubp.pipeline import RunOptions
+    from ubp.recipe import load_recipe
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    opts = RunOptions(out=out, data_dir=data_dir, scale=scale, world_seed=world_seed, mode=mode, orders=orders,
+                      device=device, show_progress=sys.stderr.isatty())
+    click.echo(f"ablation: {run_ablation(opts, load_recipe(config))}")
+
+
 if __name__ == "__main__":
     main()

@@ -97,16 +97,21 @@ def normalise(matrix: np.ndarray, spec: BlockSpec, seed: int) -> tuple[np.ndarra
 
 
 def blend(blocks: list[BlockMatrix], recipe: Recipe) -> tuple[np.ndarray, list[dict]]:
-    """Concatenate normalised, weighted blocks (weight 0 drops a block) within max_width."""
+    """Concatenate normalised, weighted blocks (weight 0 drops a block) within max_width.
+
+    When the blocks are wider than max_width together, each block without an explicit
+    `pca` is compressed by PCA to its proportional share of the width.
+    """
+    kept = [b for b in blocks if b.spec.weight > 0]
+    if not kept:
+        raise ValueError("every block has weight 0: nothing to blend")
+    total = sum(b.spec.pca or b.matrix.shape[1] for b in kept)
     parts, manifest, start = [], [], 0
-    for block in blocks:
-        if block.spec.weight == 0:
-            continue
+    for block in kept:
         spec = block.spec
-        width = sum(b.matrix.shape[1] if b.spec.pca is None else b.spec.pca for b in blocks if b.spec.weight > 0)
-        if width > recipe.max_width and spec.pca is None:
-            share = int(block.matrix.shape[1] * recipe.max_width / width)
-            spec = BlockSpec(spec.name, spec.weight, spec.normalise, max(share, 1), spec.options)
+        if total > recipe.max_width and spec.pca is None:
+            share = max(int(block.matrix.shape[1] * recipe.max_width / total), 1)
+            spec = BlockSpec(spec.name, spec.weight, spec.normalise, share, spec.options)
         x, info = normalise(block.matrix, spec, recipe.seed)
         parts.append(x)
         manifest.append(
@@ -114,8 +119,6 @@ def blend(blocks: list[BlockMatrix], recipe: Recipe) -> tuple[np.ndarray, list[d
              "options": spec.options, "fit_key": spec.fit_key(recipe.seed)}
         )
         start += x.shape[1]
-    if not parts:
-        raise ValueError("every block has weight 0: nothing to blend")
     return np.concatenate(parts, axis=1), manifest
 
 

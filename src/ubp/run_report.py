@@ -30,9 +30,9 @@ def task_means(scores: dict) -> dict[str, tuple[float, float]]:
     return out
 
 
-def score_table(table: dict[str, dict], reference: str | None = None) -> str:
-    """HTML table: entries × tasks (mean ± std) plus the average; best per column in bold."""
-    means = {name: task_means(s) for name, s in table.items()}
+def score_table(means: dict[str, dict[str, tuple[float, float]]], reference: str | None = None) -> str:
+    """HTML table: entries × tasks (mean ± std) plus the average; best per column in bold,
+    and each entry's difference to the `reference` entry when one is named."""
     tasks = list(next(iter(means.values())))
     avg = {name: float(np.mean([m[t][0] for t in tasks])) for name, m in means.items()}
     best = {t: max(m[t][0] for m in means.values()) for t in tasks}
@@ -42,7 +42,10 @@ def score_table(table: dict[str, dict], reference: str | None = None) -> str:
         for t in tasks:
             mean, std = m[t]
             cls = ' class="best"' if mean == best[t] else ""
-            cells.append(f"<td{cls}>{mean:.4f} ± {std:.4f}</td>")
+            delta = ""
+            if reference in means and name != reference:
+                delta = f"<br><small>Δ {mean - means[reference][t][0]:+.4f}</small>"
+            cells.append(f"<td{cls}>{mean:.4f} ± {std:.4f}{delta}</td>")
         rows.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}<td>{avg[name]:.4f}</td></tr>")
     rows.append("</table>")
     return "".join(rows)
@@ -115,7 +118,7 @@ def diagnostics(entry_dir: Path, profile: dict, window: InputWindow) -> str:
 
 def write_run_report(
     out: Path, profile: dict, scores: dict[str, dict], stages: list[dict], window: InputWindow,
-    entry_dir: Path, mode: str, ablation: dict | None = None,
+    entry_dir: Path, mode: str,
 ) -> Path:
     means = {name: task_means(s) for name, s in scores.items()}
     absent = window.absent_event_types
@@ -127,14 +130,17 @@ def write_run_report(
         f"({next(iter(scores.values()))['n_orders']} behaviour-free row orders, mean ± std).</p>",
         f"<p>Event types absent from the log: <b>{', '.join(absent) if absent else 'none'}</b>"
         + (" (their features are zeros)." if absent else ".") + "</p>",
-        "<h2>Scores</h2>", score_table(scores),
+        "<h2>Scores</h2>", score_table(means, reference="counts"),
         grouped_bars({k: {t: v[0] for t, v in m.items()} for k, m in means.items()},
                      {k: {t: v[1] for t, v in m.items()} for k, m in means.items()}, "score per task"),
         "<h2>Share of the baseline → oracle gap closed</h2>", gap_closed(scores),
         "<h2>Blocks</h2>", block_table(profile),
     ]
-    if ablation:
-        parts += ["<h2>Per-block contributions (leave one out)</h2>", score_table(ablation, reference="all")]
+    ablation_path = Path(out) / "ablation.json"
+    if ablation_path.is_file():
+        ablation = {k: {t: tuple(v) for t, v in m.items()} for k, m in json.loads(ablation_path.read_text()).items()}
+        parts += ["<h2>Per-block contributions (leave one out, from <code>ubp ablate</code>)</h2>",
+                  score_table(ablation, reference="all")]
     parts += [
         "<h2>Stages</h2>", stage_table(stages),
         "<h2>Diagnostics</h2>", diagnostics(entry_dir, profile, window),

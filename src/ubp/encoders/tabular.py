@@ -21,6 +21,7 @@ import polars as pl
 from ubp.data.window import InputWindow, shard_of
 
 SECONDS_PER_DAY = 86_400.0
+MOMENT_ROWS = 65_536  # rows per float64 chunk when accumulating column moments
 
 
 def fit_clients(window: InputWindow) -> np.ndarray:
@@ -81,6 +82,51 @@ def fit_moments(window: InputWindow, shard_table, columns, nullable=frozenset())
     for _, block in iter_raw(window, fit_clients(window), shard_table, columns, nullable):
         moments.update(block)
     return moments.result()
+
+
+class RawCache:
+    """The raw matrix of the fit clients, kept from `fit` so that `transform` of the same window
+    (the usual fit-then-embed flow) does not compute every per-user table a second time.
+
+    Bound to the window object it was computed on: another window (a masked view, a reloaded
+    block) never hits it."""
+
+    def __init__(self, window: InputWindow, client_ids: np.ndarray, matrix: np.ndarray) -> None:
+        self.window, self.ids, self.matrix = window, client_ids, matrix  # ids: unique, sorted
+
+    def lookup(self, window: InputWindow, client_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions into `client_ids` found in the cache, their rows in the cached matrix)."""
+        if window is not self.window or len(self.ids) == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.ids, client_ids), len(self.ids) - 1)
+        hit = np.flatnonzero(self.ids[pos] == client_ids)
+        return hit, pos[hit]
+
+
+def cached_raw(
+    cache: RawCache | None, window: InputWindow, client_ids: np.ndarray, shard_table, columns, nullable=frozenset()
+) -> np.ndarray:
+    """`raw_matrix`, taking the rows the cache holds from it and computing only the others."""
+    client_ids = np.asarray(client_ids, dtype=np.int64)
+    if cache is None:
+        return raw_matrix(window, client_ids, shard_table, columns, nullable)
+    hit, rows = cache.lookup(window, client_ids)
+    out = np.empty((len(client_ids), len(columns)), dtype=np.float32)
+    out[hit] = cache.matrix[rows]
+    miss = np.setdiff1d(np.arange(len(client_ids)), hit, assume_unique=True)
+    if len(miss):
+        out[miss] = raw_matrix(window, client_ids[miss], shard_table, columns, nullable)
+    return out
+
+
+def fit_raw(window: InputWindow, shard_table, columns, nullable=frozenset()) -> tuple[np.ndarray, np.ndarray, RawCache]:
+    """Mean/std of each raw column over the fit clients, and the cache of their raw matrix."""
+    ids = fit_clients(window)
+    matrix = raw_matrix(window, ids, shard_table, columns, nullable)
+    moments = RunningMoments(len(columns))
+    for lo in range(0, len(ids), MOMENT_ROWS):
+        moments.update(matrix[lo : lo + MOMENT_ROWS])
+    return *moments.result(), RawCache(window, ids, matrix)
 
 
 def age_days(cutoff: datetime) -> pl.Expr:
@@ -165,9 +211,10 @@ class RunningMoments:
 
 def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray, clip: float) -> np.ndarray:
     """z-scores with missing values (NaN) imputed by the fitted mean (z = 0) and extremes clipped."""
-    z = (x - mean) / std
-    z = np.nan_to_num(z, nan=0.0, posinf=clip, neginf=-clip)
-    return np.clip(z, -clip, clip, out=z).astype(np.float32)
+    z = np.subtract(x, mean, dtype=np.float32)  # the one copy; the rest works in place
+    np.divide(z, std, out=z)
+    np.nan_to_num(z, copy=False, nan=0.0, posinf=clip, neginf=-clip)
+    return np.clip(z, -clip, clip, out=z)
 
 
 def save_state(path: Path | str, params: dict, arrays: dict[str, np.ndarray]) -> None:

@@ -8,13 +8,18 @@ import numpy as np
 
 from ubp.layout import VECTOR_LEN
 from ubp.synth.ids import scatter_ids
-from ubp.synth.params import N_DAYS, N_TOPICS, WorldParams
+from ubp.synth.params import INPUT_DAYS, N_DAYS, N_TOPICS, WorldParams
 from ubp.synth.sampling import GroupedSampler, quantize
 
 NOT_LAUNCHED_LATE = -10_000  # launch day of SKUs that exist before the first day
-LATE_LAUNCH_SHARE = 0.02  # SKUs launched during the observed period (some in the target windows)
-LAUNCH_BOOST = 20.0  # extra popularity of a brand-new SKU, fading with LAUNCH_FADE_DAYS
-LAUNCH_FADE_DAYS = 10.0
+LATE_LAUNCH_SHARE = 0.005  # SKUs launched at a steady trickle during the whole log
+# The season's collection: a wave of launches around the end of the input window, so that new
+# SKUs first bought in the train-target window keep selling in the validation window.
+WAVE_SHARE = 0.004
+WAVE_DAYS = (INPUT_DAYS - 2, INPUT_DAYS + 7)
+LAUNCH_CATEGORY_POWER = 2.0  # launches favour popular categories: weight ~ category weight^power
+LAUNCH_BOOST = 40.0  # extra popularity of a brand-new SKU, fading with LAUNCH_FADE_DAYS
+LAUNCH_FADE_DAYS = 30.0
 ZIPF_EXPONENT = 1.0  # SKU popularity ~ 1 / rank^a
 SKU_PAGE_URLS, CATEGORY_PAGE_URLS = 0, 1  # url index = offset by kind, see `Catalogue.url_index`
 
@@ -64,6 +69,14 @@ def _zipf(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
     return rng.permutation((np.arange(1, n + 1, dtype=np.float64)) ** -exponent)
 
 
+def _launch_days(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Launch day per SKU: the steady trickle, the season's wave, or NOT_LAUNCHED_LATE."""
+    u = rng.random(n)
+    trickle = rng.integers(0, N_DAYS, n)
+    wave = rng.integers(*WAVE_DAYS, n)
+    return np.select([u < LATE_LAUNCH_SHARE, u < LATE_LAUNCH_SHARE + WAVE_SHARE], [trickle, wave], NOT_LAUNCHED_LATE)
+
+
 def build_catalogue(params: WorldParams) -> Catalogue:
     rng = np.random.default_rng(np.random.SeedSequence([params.seed, 0]))
     n_cat, n_sku, n_gen = params.n_categories, params.n_skus, params.n_generic_urls
@@ -78,14 +91,19 @@ def build_catalogue(params: WorldParams) -> Catalogue:
 
     sku_cat = rng.choice(n_cat, n_sku, p=cat_weight / cat_weight.sum())
     sku_cat[:n_cat] = rng.permutation(n_cat)[: min(n_cat, n_sku)]  # every category has a SKU
+    launch = _launch_days(rng, n_sku)
+    late = launch != NOT_LAUNCHED_LATE
+    late[:n_cat] = False  # the SKU that gives each category its existence is never a launch
+    launch = np.where(late, launch, NOT_LAUNCHED_LATE)
+    launch_weight = cat_weight**LAUNCH_CATEGORY_POWER
+    sku_cat = np.where(late, rng.choice(n_cat, n_sku, p=launch_weight / launch_weight.sum()), sku_cat)
     price_latent = cat_price[sku_cat] + rng.normal(0.0, 0.35, n_sku)
     price_bucket = np.empty(n_sku, dtype=np.int64)
     price_bucket[np.argsort(price_latent, kind="stable")] = np.arange(n_sku) * 100 // n_sku
     name = cat_centroid[sku_cat] + rng.normal(0.0, 0.45, (n_sku, VECTOR_LEN))
-    late = rng.random(n_sku) < LATE_LAUNCH_SHARE
-    launch = np.where(late, rng.integers(0, N_DAYS, n_sku), NOT_LAUNCHED_LATE)
-    # launches are promoted: they get the popularity of a top-1% SKU
-    promoted = rng.integers(1, max(2, n_sku // 100), n_sku).astype(np.float64) ** -ZIPF_EXPONENT
+    # launches are promoted alike: about the popularity of the SKU at the top 0.5%, so that most of
+    # them sell (a Zipf draw would hand nearly all new-arrival sales to one or two of them)
+    promoted = max(1.0, n_sku / 200) ** -ZIPF_EXPONENT * rng.lognormal(0.0, 0.5, n_sku)
     popularity = np.where(late, promoted, _zipf(rng, n_sku, ZIPF_EXPONENT))
 
     sku_topic = cat_topic[sku_cat]

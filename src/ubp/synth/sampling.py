@@ -30,6 +30,14 @@ class GroupedSampler:
     def total(self, groups: np.ndarray) -> np.ndarray:
         return self.cum[self.hi[groups]] - self.cum[self.lo[groups]]
 
+    def item_probability(self, n_items: int) -> np.ndarray:
+        """(n_items,) chance of each item when its group is drawn (0 in a weightless group)."""
+        group = np.repeat(np.arange(len(self.lo)), self.hi - self.lo)
+        total = self.total(group)
+        out = np.zeros(n_items)
+        out[self.items] = np.diff(self.cum) / np.where(total > 0, total, 1.0)
+        return out
+
     def sample(self, groups: np.ndarray, u: np.ndarray) -> np.ndarray:
         """One item per row of `groups` (u uniform in [0, 1)); -1 where the group has no weight."""
         lo, hi = self.lo[groups], self.hi[groups]

@@ -13,7 +13,7 @@ from ubp.synth.users import N_FAV_CATEGORIES, N_FAV_SKUS, Users
 
 DAY = 86_400
 N_CANDIDATES = 8  # SKUs a user weighs before putting one in the cart
-NEW_ARRIVALS_SHARE = 0.08  # chance (× the user's novelty appetite) an addition is chosen among new arrivals
+NEW_ARRIVALS_SHARE = 0.2  # chance (× the user's novelty appetite) an addition is chosen among new arrivals
 MAX_SESSION_EVENTS = 200
 SKU_PAGE_SHARE, CATEGORY_PAGE_SHARE = 0.55, 0.20  # of page visits; the rest are generic pages
 GENERIC_URLS = 2

@@ -36,7 +36,6 @@ def event_table(lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[str]]:
     n28 = (pl.col("age") <= 28).sum()
     n_buy, n_cart, n_search = (is_type(t).sum() for t in ("product_buy", "add_to_cart", "search_query"))
     n_item = IS_ITEM.sum()
-    visits = pl.col("url").filter(is_type("page_visit"))
     exprs = [
         *_cyclic(hour, 24.0, "hour"),
         *_cyclic(pl.col("wday"), 7.0, "weekday"),
@@ -46,7 +45,6 @@ def event_table(lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[str]]:
         _safe_ratio(n7 * 4.0, n28).alias("momentum_7_vs_28"),
         _safe_ratio(n14, n28 - n14).alias("momentum_14_vs_prev_14"),
         _safe_ratio(pl.col("sku").filter(IS_ITEM).n_unique(), n_item).alias("sku_exploration_rate"),
-        _safe_ratio(visits.len() - visits.n_unique(), visits.len()).alias("url_revisit_share"),
         pl.col("logpop").filter(IS_ITEM).mean().alias("item_log_popularity_mean"),
         _safe_ratio(n_buy, n_search).alias("buys_per_search"),
         _safe_ratio(pl.cov(item_age, item_price), item_age.var()).alias("price_trend_per_day"),
@@ -63,15 +61,23 @@ def event_table(lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[str]]:
         (pl.col("age").min() <= 7).alias("is_recent"),
         (pl.len() == 1).alias("is_one_timer"),
     ]
-    tokens = pl.col("tokens").filter(is_type("search_query"))
-    exprs += [tokens.arr.get(j).cast(pl.Float64).mean().alias(f"query_token_mean_{j}") for j in range(VECTOR_LEN)]
     nullable = [
-        "momentum_7_vs_28", "momentum_14_vs_prev_14", "sku_exploration_rate", "url_revisit_share",
+        "momentum_7_vs_28", "momentum_14_vs_prev_14", "sku_exploration_rate",
         "item_log_popularity_mean", "buys_per_search", "price_trend_per_day", "buy_minus_cart_price",
         "buy_interval_days_mean", "buy_interval_days_std", "buy_interval_days_min", "repeat_buy_share",
-    ] + [f"query_token_mean_{j}" for j in range(VECTOR_LEN)]
+    ]
     table = lf.group_by("client_id").agg(exprs).with_columns(pl.exclude("client_id").cast(pl.Float64))
     return table, nullable
+
+
+def query_table(lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[str]]:
+    """Mean query token vector per user (searches only: a small frame, so one cheap pass)."""
+    names = [f"query_token_mean_{j}" for j in range(VECTOR_LEN)]
+    tokens = pl.col("tokens")
+    table = lf.filter(is_type("search_query")).group_by("client_id").agg(
+        tokens.arr.get(j).cast(pl.Float64).mean().alias(name) for j, name in enumerate(names)
+    )
+    return table, names
 
 
 def item_tables(lf: pl.LazyFrame) -> tuple[list[pl.LazyFrame], list[str]]:

@@ -19,7 +19,7 @@ import polars as pl
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
 from ubp.encoders.counts import most_bought, profile_long, profile_names
-from ubp.encoders.features.behaviour import IS_ITEM, event_table, item_tables
+from ubp.encoders.features.behaviour import IS_ITEM, event_table, item_tables, query_table
 from ubp.encoders.features.clusters import (
     SHORT,
     assign_clusters,
@@ -31,11 +31,12 @@ from ubp.encoders.features.clusters import (
 from ubp.encoders.features.sessions import session_table, with_sessions
 from ubp.encoders.features.windows import window_tables
 from ubp.encoders.tabular import (
+    RawCache,
     age_days,
-    fit_moments,
+    cached_raw,
+    fit_raw,
     load_state,
     long_to_wide,
-    raw_matrix,
     save_state,
     standardize,
 )
@@ -62,12 +63,17 @@ class FeaturesEncoder:
         self.half_lives = tuple(float(h) for h in half_lives)
         self.top_n = top_n
         self.clip = clip
+        self.cache_: RawCache | None = None  # raw rows of the fit clients, for transform of the same window
 
     # ----- one shard -----------------------------------------------------------------------
     def _prepare(self, lf: pl.LazyFrame, cutoff: datetime, clusters: pl.DataFrame) -> pl.LazyFrame:
-        """Derived columns every part reads: age in days, calendar fields, query hash, SKU cluster and popularity."""
-        return lf.with_columns(
-            age=age_days(cutoff),
+        """Derived columns every part reads: age in days, gap to (and age of) the user's previous event,
+        calendar fields, query hash, SKU cluster and popularity."""
+        same_user = pl.col("client_id") == pl.col("client_id").shift(1)  # the shard is sorted by client, time
+        gap_s = pl.when(same_user).then(pl.col("timestamp").diff().dt.total_seconds())
+        return lf.with_columns(age=age_days(cutoff), gap_s=gap_s).with_columns(
+            gap_h=pl.col("gap_s") / 3600.0,
+            prev_age=pl.when(same_user).then(pl.col("age").shift(1)),
             day=pl.col("timestamp").dt.date(),
             hour=pl.col("timestamp").dt.hour(),
             wday=pl.col("timestamp").dt.weekday(),
@@ -83,14 +89,15 @@ class FeaturesEncoder:
         lf = self._prepare(lf, cutoff, clusters).collect().lazy()  # one shard, read once, shared by every part
         win_qs, _, nullable = window_tables(lf, (*self.windows, None))
         events, null_ev = event_table(lf)
+        queries, null_q = query_table(lf)
         item_qs, null_items = item_tables(lf)
         sessions, null_sess = session_table(with_sessions(lf))
-        nullable = nullable + null_ev + null_items + null_sess
+        nullable = nullable + null_ev + null_q + null_items + null_sess
         n_cl = len(self.centres_)
         cl_long = cluster_long(lf, n_cl, self.n_price_groups, self.half_lives)
         pr_long = profile_long(lf, self.categories_, self.skus_)
         base, *parts = pl.collect_all(
-            [lf.select("client_id").unique(), *win_qs, events, *item_qs, sessions, cl_long, pr_long]
+            [lf.select("client_id").unique(), *win_qs, events, queries, *item_qs, sessions, cl_long, pr_long]
         )
         *tables, cl, pr = parts
         cl_wide = long_to_wide(cl, cluster_names(n_cl, self.n_price_groups, self.half_lives))
@@ -134,12 +141,15 @@ class FeaturesEncoder:
         self.pop_log_ = np.log1p(pop["len"].to_numpy().astype(np.float64))
         self.categories_, self.skus_ = most_bought(window, self.top_n)
         self.columns_, self.nullable_ = self._layout()
-        self.mean_, self.std_ = fit_moments(window, self._table_fn(window), self.columns_, frozenset(self.nullable_))
+        self.mean_, self.std_, self.cache_ = fit_raw(
+            window, self._table_fn(window), self.columns_, frozenset(self.nullable_)
+        )
         return self
 
     def raw(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
         """Unstandardized (len(client_ids), len(columns_)) float32; NaN marks a missing value."""
-        return raw_matrix(window, client_ids, self._table_fn(window), self.columns_, frozenset(self.nullable_))
+        table_fn = self._table_fn(window)
+        return cached_raw(self.cache_, window, client_ids, table_fn, self.columns_, frozenset(self.nullable_))
 
     def raw_table(self, window: InputWindow, client_ids: np.ndarray) -> pl.DataFrame:
         """The raw features with named columns (nulls where a value is missing), in the order of `client_ids`."""

@@ -19,16 +19,14 @@ PARTS_OF_DAY = {"night": (0, 6), "morning": (6, 12), "afternoon": (12, 18), "eve
 
 
 def with_sessions(lf: pl.LazyFrame) -> pl.LazyFrame:
-    """Adds `sid` (session number within the user), `pos` and `slen` (place in / length of the session).
+    """Adds `sid` (a session key, unique within the frame), `pos` and `slen` (place in / length of the session).
 
-    Expects the stream sorted by client then time (as every shard is)."""
-    gap = pl.col("timestamp").diff().over("client_id")
-    lf = lf.with_columns(gap_s=gap.dt.total_seconds()).with_columns(
-        sid=(pl.col("gap_s").is_null() | (pl.col("gap_s") >= SESSION_GAP.total_seconds())).cum_sum().over("client_id")
-    )
-    return lf.with_columns(
-        pos=pl.int_range(pl.len()).over("client_id", "sid"), slen=pl.len().over("client_id", "sid")
-    )
+    Expects the stream sorted by client then time (as every shard is) and `gap_s` (seconds since
+    the user's previous event, null for the first): plain column arithmetic, no per-user windows."""
+    new = pl.col("gap_s").is_null() | (pl.col("gap_s") >= SESSION_GAP.total_seconds())
+    idx = pl.int_range(pl.len(), dtype=pl.Int64)
+    lf = lf.with_columns(sid=new.cum_sum(), start=pl.when(new).then(idx).forward_fill())
+    return lf.with_columns(pos=idx - pl.col("start"), slen=pl.len().over("sid")).drop("start")
 
 
 def session_table(lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[str]]:

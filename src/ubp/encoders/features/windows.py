@@ -27,7 +27,8 @@ def _safe_ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
 def window_features(days: int | None) -> tuple[list[pl.Expr], list[str]]:
     """Aggregations (for a group_by client over the window's events only) and the nullable names.
 
-    Expects columns `age` (days before the cutoff), `day` (date) and `qhash` (query tokens hash)."""
+    Expects columns `age` (days before the cutoff), `day` (date), `qhash` (query tokens hash) and
+    `gap_h` (hours since the previous event of the window, null for its first)."""
     sfx = f"{days}d" if days is not None else "all"
     is_item = pl.col("event_type") <= EventType.REMOVE_FROM_CART.value
     exprs: list[pl.Expr] = []
@@ -46,7 +47,6 @@ def window_features(days: int | None) -> tuple[list[pl.Expr], list[str]]:
     add(n_all, "n_events")
     add(pl.col("sku").filter(is_item).n_unique(), "distinct_skus")
     add(pl.col("category").filter(is_item).n_unique(), "distinct_categories")
-    add(pl.col("url").filter(is_type("page_visit")).n_unique(), "distinct_urls")
     add(pl.col("qhash").filter(is_type("search_query")).n_unique(), "distinct_queries")
     for t in ITEM_EVENTS:
         price = pl.col("price").cast(pl.Float64).filter(is_type(t))
@@ -62,21 +62,41 @@ def window_features(days: int | None) -> tuple[list[pl.Expr], list[str]]:
     active_days = pl.col("day").n_unique()
     add(active_days, "active_days")
     add(_safe_ratio(n_all, active_days), "events_per_active_day", True)
-    gaps = pl.col("timestamp").diff().dt.total_seconds() / 3600.0
     for stat in ("mean", "std", "max"):
-        add(getattr(gaps, stat)(), f"gap_hours_{stat}", True)
+        add(getattr(pl.col("gap_h"), stat)(), f"gap_hours_{stat}", True)
     return exprs, nullable
 
 
 def window_tables(lf: pl.LazyFrame, windows: tuple[int | None, ...] = WINDOWS) -> tuple[list[pl.LazyFrame], list[str], list[str]]:
-    """One per-user table per window (events with age <= days; None = all), all column names, nullable names.
+    """One per-user table per window (events with age <= days; None = all), plus the distinct-URL
+    table; all column names, nullable names.
 
-    Each window filters its rows first, so every aggregation runs on plain columns."""
+    Expects `gap_h` / `prev_age` (hours since / age of the user's previous event). Each window
+    filters its rows first, so every aggregation runs on plain columns (polars' fast path)."""
     tables, columns, nullable = [], [], []
     for w in windows:
         exprs, null = window_features(w)
-        rows = lf if w is None else lf.filter(pl.col("age") <= w)
+        rows = lf if w is None else lf.filter(pl.col("age") <= w).with_columns(
+            gap_h=pl.when(pl.col("prev_age") <= w).then(pl.col("gap_h"))  # both ends inside the window
+        )
         tables.append(rows.group_by("client_id").agg(exprs))
         columns += [e.meta.output_name() for e in exprs]
         nullable += null
+    urls = url_table(lf, windows)
+    tables.append(urls)
+    columns += urls.collect_schema().names()[1:]
+    nullable.append("url_revisit_share")
     return tables, columns, nullable
+
+
+def url_table(lf: pl.LazyFrame, windows: tuple[int | None, ...]) -> pl.LazyFrame:
+    """Distinct URLs visited per window and the revisit share, from one (user, URL) step.
+
+    A URL is in a window when its latest visit is: counting those beats a distinct count per window."""
+    per_url = lf.filter(is_type("page_visit")).group_by("client_id", "url").agg(pl.col("age").min(), n=pl.len())
+    exprs = [
+        (pl.len() if w is None else (pl.col("age") <= w).sum()).cast(pl.Float64).alias(f"distinct_urls_{w}d" if w else "distinct_urls_all")
+        for w in windows
+    ]
+    revisits = _safe_ratio(pl.col("n").sum() - pl.len(), pl.col("n").sum()).cast(pl.Float64).alias("url_revisit_share")
+    return per_url.group_by("client_id").agg(*exprs, revisits)

@@ -1,0 +1,107 @@
+"""`ubp run` end to end on the tiny world, stage caching, and the blend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ubp.cli import main
+from ubp.entry import read_entry
+from ubp.profile import BlockMatrix, blend
+from ubp.recipe import BlockSpec, Recipe
+
+RECIPE = """
+seed = 0
+[[blocks]]
+name = "counts"
+[[blocks]]
+name = "autoencoder"
+normalise = "l2"
+weight = 0.5
+options = {{ input_block = "counts", epochs = {epochs}, hidden = [32], latent = 8 }}
+"""
+
+
+def test_run_end_to_end_then_refit_only_the_changed_block(tiny_world: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    runner = CliRunner()
+    for epochs in (1, 2):
+        recipe = tmp_path / f"recipe{epochs}.toml"
+        recipe.write_text(RECIPE.format(epochs=epochs))
+        result = runner.invoke(main, ["run", "--data-dir", str(tiny_world), "--config", str(recipe),
+                                      "--out", str(out), "--orders", "1"])
+        assert result.exit_code == 0, result.output
+    profile = json.loads((out / "entry" / "profile.json").read_text())
+    assert profile["cached_blocks"] == ["counts"]  # only the autoencoder's options changed
+    assert [b["name"] for b in profile["blocks"]] == ["counts", "autoencoder"]
+    ids, emb = read_entry(out / "entry")
+    assert emb.dtype == np.float16 and emb.shape == (len(ids), profile["width"])
+    assert sorted(ids.tolist()) == sorted(np.load(tiny_world / "input" / "relevant_clients.npy").tolist())
+    report = (out / "report.html").read_text()
+    for needle in ("Scores", "baseline", "oracle", "gap closed", "Stages", "peak RSS", "data:image/png;base64"):
+        assert needle in report
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["scores"]) == {"profile", "random", "baseline", "counts", "oracle"}
+
+
+def _block(name: str, matrix: np.ndarray, **kw) -> BlockMatrix:
+    return BlockMatrix(BlockSpec(name, **kw), matrix.astype(np.float32), cached=False, seconds=0.0)
+
+
+def test_blend_normalises_weights_and_drops_zero_weight_blocks() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(5.0, 3.0, size=(200, 4))
+    b = rng.normal(0.0, 1.0, size=(200, 6))
+    recipe = Recipe(blocks=(BlockSpec("random"), BlockSpec("counts", normalise="l2", weight=2.0)))
+    matrix, manifest = blend([_block("random", a), _block("counts", b, normalise="l2", weight=2.0)], recipe)
+    assert matrix.shape == (200, 10)
+    np.testing.assert_allclose(matrix[:, :4].mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(matrix[:, :4].std(axis=0), 1.0, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(matrix[:, 4:], axis=1), 2.0 * np.sqrt(6), rtol=1e-5)
+    assert [m["columns"] for m in manifest] == [[0, 4], [4, 10]]
+
+    dropped, manifest = blend([_block("random", a), _block("counts", b, weight=0.0)], recipe)
+    assert dropped.shape == (200, 4) and [m["name"] for m in manifest] == ["random"]
+
+
+def test_blend_caps_the_width_with_pca() -> None:
+    rng = np.random.default_rng(1)
+    blocks = [_block("random", rng.normal(size=(300, 40))), _block("counts", rng.normal(size=(300, 20)))]
+    recipe = Recipe(blocks=(BlockSpec("random"), BlockSpec("counts")), max_width=30)
+    matrix, manifest = blend(blocks, recipe)
+    assert matrix.shape[1] <= 30
+    assert all(m["out_dim"] < m["in_dim"] for m in manifest)
+
+
+def test_run_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[blocks]]\nname = "counts"\ncolour = "red"\n')
+    result = CliRunner().invoke(main, ["run", "--config", str(bad), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert "unknown key(s) ['colour']" in result.output and "Traceback" not in result.output
+
+
+def test_ablation_variants_leave_out_blocks_and_objectives() -> None:
+    from ubp.ablation import variants
+
+    recipe = Recipe(blocks=(BlockSpec("counts"), BlockSpec("sequence", options={"preset": "tiny"})))
+    names = list(variants(recipe))
+    assert names[:3] == ["all", "without counts", "without sequence"]
+    assert "sequence without NIP" in names
+    nip_off = variants(recipe)["sequence without NIP"].blocks[1]
+    assert nip_off.options == {"preset": "tiny", "nip_weight": 0.0}
+
+
+def test_ablate_command_writes_a_table(tiny_world: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('[[blocks]]\nname = "counts"\n[[blocks]]\nname = "random"\noptions = { dim = 8 }\n')
+    result = CliRunner().invoke(main, ["ablate", "--data-dir", str(tiny_world), "--config", str(recipe),
+                                       "--out", str(tmp_path / "abl"), "--orders", "1"])
+    assert result.exit_code == 0, result.output
+    table = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    assert set(table) == {"all", "without counts", "without random"}
+    assert "data:image/png;base64" in (tmp_path / "abl" / "ablation.html").read_text()
