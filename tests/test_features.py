@@ -100,3 +100,31 @@ def test_transform_is_standardized_and_round_trips(fitted, tmp_path):
     enc.write_raw_table(window, IDS, tmp_path / "raw.parquet")
     table = pl.read_parquet(tmp_path / "raw.parquet")
     assert table.columns == ["client_id", *enc.columns_] and table["client_id"].to_list() == IDS.tolist()
+
+
+def test_window_gaps_distinct_counts_and_peak_hour(fitted):
+    """Pins the values of the one-pass rewrites (previous-event gaps, per-(user, value) distinct counts)."""
+    _, _, rows = fitted
+    u1 = rows[1]
+    # inside 7 days: 02-23 00:00, 02-25 18:00/05/06/07, 02-29 23:00; the gap from 02-02 00:10 stays out
+    gaps_7d = [66.0, 5 / 60, 1 / 60, 1 / 60, 4 * 24 + 4 + 53 / 60]
+    assert u1["gap_hours_max_7d"] == pytest.approx(max(gaps_7d))
+    assert u1["gap_hours_mean_7d"] == pytest.approx(np.mean(gaps_7d))
+    assert u1["gap_hours_max_28d"] == pytest.approx(20 * 24 + 23 + 50 / 60)  # 02-02 00:10 -> 02-23 00:00
+    assert (u1["distinct_urls_7d"], u1["distinct_urls_all"], u1["url_revisit_share"]) == (1, 2, 0.0)
+    assert (u1["distinct_queries_7d"], rows[2]["distinct_queries_all"]) == (1, 0)
+    assert rows[4]["url_revisit_share"] is None and rows[3]["distinct_urls_all"] == 1
+    assert u1["peak_hour_sin"] == pytest.approx(-1.0) and u1["peak_hour_cos"] == pytest.approx(0.0, abs=1e-12)  # 18:00
+    assert u1["burst_ratio"] == 0.0  # the closest events are exactly 60 s apart: not a burst
+
+
+def test_cached_rows_match_a_fresh_computation(fitted, tmp_path):
+    """`fit` keeps the fit clients' raw rows for `transform`; rows it lacks (99) are computed."""
+    window, enc, _ = fitted
+    ids = np.array([99, 2, 1, 2], dtype=np.int64)
+    assert enc.cache_ is not None and enc.cache_.window is window
+    enc.save(tmp_path / "f")
+    fresh = FeaturesEncoder.load(tmp_path / "f")
+    assert fresh.cache_ is None
+    np.testing.assert_array_equal(enc.raw(window, ids), fresh.raw(window, ids))
+    np.testing.assert_array_equal(enc.transform(window, ids), fresh.transform(window, ids))

@@ -141,6 +141,9 @@ def test_oracle_is_aligned_with_relevant_clients(world: Path) -> None:
     assert emb.shape == (len(rel), sum(width for _, width, _, _ in BLOCKS))
     assert np.isfinite(emb).all()
     assert emb.std(axis=0).min() > 0  # no constant column
+    assert emb.shape[1] <= 512
+    assert np.abs(emb.astype(np.float64).mean(axis=0)).max() < 0.01  # standardised columns
+    assert np.allclose(emb.astype(np.float64).std(axis=0), 1.0, atol=0.01)
     readme = (world / "oracle" / "README.md").read_text()
     assert all(f"| {name} |" in readme for name, _, _, _ in BLOCKS)
 
@@ -209,3 +212,21 @@ def test_scatter_ids_are_distinct_and_keyed() -> None:
     assert len(np.unique(ids)) == 100_000 and ids.min() >= 0
     assert not np.array_equal(ids, scatter_ids(np.arange(100_000), seed=6, kind=1))
     assert np.array_equal(ids[500:600], scatter_ids(np.arange(500, 600), seed=5, kind=1))
+
+
+def test_new_skus_keep_selling_into_the_validation_window(tmp_path: Path) -> None:
+    """New-SKU propensity is learnable only if the SKUs new in the train-target window sell again later."""
+    generate(tmp_path / "w", n_users=8_000, scale=None, seed=1, show_progress=False)
+    ev = {e: pl.read_parquet(tmp_path / "w" / f"{e}.parquet").with_columns(ts=pl.col("timestamp").str.to_datetime())
+          for e in ITEM_EVENTS}
+    last = ev["product_buy"]["ts"].max()
+    cutoff = dt.datetime.combine((last - dt.timedelta(days=27)).date(), dt.time())
+    seen = pl.concat([f.filter(pl.col("ts") < cutoff).select("sku") for f in ev.values()])["sku"]
+    in_validation = pl.col("ts") >= cutoff + dt.timedelta(days=14)
+    new = (
+        ev["product_buy"].filter(pl.col("ts") >= cutoff, ~pl.col("sku").is_in(seen.implode()))
+        .group_by("sku").agg(train=(~in_validation).sum(), validation=in_validation.sum())
+        .filter(pl.col("train") >= 2)  # the SKUs that head the new-SKU targets
+    )
+    assert len(new) >= 10
+    assert (new["validation"] > 0).mean() >= 0.6

@@ -7,6 +7,7 @@ standardized with statistics learned in `fit`.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,12 +17,13 @@ import polars as pl
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
 from ubp.encoders.tabular import (
+    RawCache,
     age_days,
-    fit_moments,
+    cached_raw,
+    fit_raw,
     index_of,
     load_state,
     long_to_wide,
-    raw_matrix,
     save_state,
     standardize,
     top_values,
@@ -81,6 +83,7 @@ class CountsEncoder:
         self.top_n = top_n
         self.windows = tuple(windows)
         self.clip = clip
+        self.cache_: RawCache | None = None  # raw rows of the fit clients, for transform of the same window
 
     def _names(self) -> tuple[list[str], list[str], list[str]]:
         """(profile columns, frequency columns, recency columns)."""
@@ -108,7 +111,7 @@ class CountsEncoder:
         self.categories_, self.skus_ = most_bought(window, self.top_n)
         prof, freq, rec = self._names()
         self.columns_ = prof + freq + rec
-        self.mean_, self.std_ = fit_moments(
+        self.mean_, self.std_, self.cache_ = fit_raw(
             window, lambda lf: self._shard_table(lf, window.cutoff), self.columns_, frozenset(rec)
         )
         return self
@@ -116,10 +119,11 @@ class CountsEncoder:
     def raw(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
         """Unstandardized columns (`columns_`), NaN where a client never had an event of a type."""
         rec = self._names()[2]
-        return raw_matrix(window, client_ids, lambda lf: self._shard_table(lf, window.cutoff), self.columns_, frozenset(rec))
+        table_fn = partial(self._shard_table, cutoff=window.cutoff)
+        return cached_raw(self.cache_, window, client_ids, table_fn, self.columns_, frozenset(rec))
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
-        return standardize(self.raw(window, client_ids), self.mean_, self.std_, self.clip)
+        return standardize(self.raw(window, client_ids), self.mean_, self.std_, self.clip, inplace=True)
 
     def save(self, path: Path) -> None:
         save_state(

@@ -76,14 +76,6 @@ def raw_matrix(window: InputWindow, client_ids: np.ndarray, shard_table, columns
     return out
 
 
-def fit_moments(window: InputWindow, shard_table, columns, nullable=frozenset()) -> tuple[np.ndarray, np.ndarray]:
-    """Mean/std of each raw column over the fit clients (missing values skipped), shard by shard."""
-    moments = RunningMoments(len(columns))
-    for _, block in iter_raw(window, fit_clients(window), shard_table, columns, nullable):
-        moments.update(block)
-    return moments.result()
-
-
 class RawCache:
     """The raw matrix of the fit clients, kept from `fit` so that `transform` of the same window
     (the usual fit-then-embed flow) does not compute every per-user table a second time.
@@ -112,6 +104,8 @@ def cached_raw(
         return raw_matrix(window, client_ids, shard_table, columns, nullable)
     hit, rows = cache.lookup(window, client_ids)
     out = np.empty((len(client_ids), len(columns)), dtype=np.float32)
+    if len(hit) == len(client_ids):  # the usual case: no temporary copy of a matrix that can be GiBs
+        return np.take(cache.matrix, rows, axis=0, out=out)
     out[hit] = cache.matrix[rows]
     miss = np.setdiff1d(np.arange(len(client_ids)), hit, assume_unique=True)
     if len(miss):
@@ -182,7 +176,7 @@ def place_rows(table: pl.DataFrame, columns: list[str], client_ids: np.ndarray, 
     if table.is_empty():
         return
     src, dst = rows_of(client_ids, table["client_id"].to_numpy())
-    values = table.select(columns).to_numpy().astype(np.float32)
+    values = table.select(pl.col(columns).cast(pl.Float32)).to_numpy()
     out[src] = values[dst]
 
 
@@ -199,7 +193,7 @@ class RunningMoments:
         x0 = np.where(ok, x, 0.0).astype(np.float64)
         self.n += ok.sum(axis=0)
         self.s += x0.sum(axis=0)
-        self.ss += (x0 * x0).sum(axis=0)
+        self.ss += np.square(x0, out=x0).sum(axis=0)
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         n = np.maximum(self.n, 1.0)
@@ -209,9 +203,11 @@ class RunningMoments:
         return mean.astype(np.float32), np.where(std > 1e-9, std, 1.0).astype(np.float32)
 
 
-def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray, clip: float) -> np.ndarray:
-    """z-scores with missing values (NaN) imputed by the fitted mean (z = 0) and extremes clipped."""
-    z = np.subtract(x, mean, dtype=np.float32)  # the one copy; the rest works in place
+def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray, clip: float, inplace: bool = False) -> np.ndarray:
+    """z-scores with missing values (NaN) imputed by the fitted mean (z = 0) and extremes clipped.
+
+    `inplace` overwrites a float32 `x` the caller no longer needs (saves one matrix of memory)."""
+    z = np.subtract(x, mean, out=x if inplace else None, dtype=np.float32)  # at most one copy; the rest in place
     np.divide(z, std, out=z)
     np.nan_to_num(z, copy=False, nan=0.0, posinf=clip, neginf=-clip)
     return np.clip(z, -clip, clip, out=z)

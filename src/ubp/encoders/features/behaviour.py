@@ -24,13 +24,9 @@ def _cyclic(col: pl.Expr, period: float, name: str) -> list[pl.Expr]:
 
 
 def event_table(lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[str]]:
-    """Per-user features computed straight from the events (expects `age`, `hour`, `wday`, `logpop`)."""
+    """Per-user features that read every event (expects `age`, `hour`, `wday`): time of day / week,
+    momentum and segment flags. Only sums, means and one mode, so polars' fast group-by paths apply."""
     hour = pl.col("hour")
-    peak = (hour.mode().sort().first().cast(pl.Float64) * (TAU / 24.0))
-    buy_age = pl.col("age").filter(is_type("product_buy"))
-    buy_gaps = -buy_age.diff()  # days between consecutive buys (stream is time-ordered)
-    item_age = pl.col("age").filter(IS_ITEM)
-    item_price = pl.col("price").cast(pl.Float64).filter(IS_ITEM)
     n7 = (pl.col("age") <= 7).sum()
     n14 = (pl.col("age") <= 14).sum()
     n28 = (pl.col("age") <= 28).sum()
@@ -39,21 +35,11 @@ def event_table(lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[str]]:
     exprs = [
         *_cyclic(hour, 24.0, "hour"),
         *_cyclic(pl.col("wday"), 7.0, "weekday"),
-        peak.sin().alias("peak_hour_sin"),
-        peak.cos().alias("peak_hour_cos"),
+        hour.mode().sort().first().alias("peak_hour"),
         (pl.col("wday") >= 6).mean().alias("weekend_share"),
         _safe_ratio(n7 * 4.0, n28).alias("momentum_7_vs_28"),
         _safe_ratio(n14, n28 - n14).alias("momentum_14_vs_prev_14"),
-        _safe_ratio(pl.col("sku").filter(IS_ITEM).n_unique(), n_item).alias("sku_exploration_rate"),
-        pl.col("logpop").filter(IS_ITEM).mean().alias("item_log_popularity_mean"),
         _safe_ratio(n_buy, n_search).alias("buys_per_search"),
-        _safe_ratio(pl.cov(item_age, item_price), item_age.var()).alias("price_trend_per_day"),
-        (pl.col("price").filter(is_type("product_buy")).mean() - pl.col("price").filter(is_type("add_to_cart")).mean())
-        .alias("buy_minus_cart_price"),
-        buy_gaps.mean().alias("buy_interval_days_mean"),
-        buy_gaps.std().alias("buy_interval_days_std"),
-        buy_gaps.min().alias("buy_interval_days_min"),
-        _safe_ratio(n_buy - pl.col("sku").filter(is_type("product_buy")).n_unique(), n_buy).alias("repeat_buy_share"),
         (n_buy > 0).alias("is_buyer"),
         ((n_cart > 0) & (n_buy == 0)).alias("is_cart_abandoner"),
         ((n_item == 0) & is_type("page_visit").any()).alias("is_browser_only"),
@@ -61,13 +47,36 @@ def event_table(lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[str]]:
         (pl.col("age").min() <= 7).alias("is_recent"),
         (pl.len() == 1).alias("is_one_timer"),
     ]
-    nullable = [
-        "momentum_7_vs_28", "momentum_14_vs_prev_14", "sku_exploration_rate",
-        "item_log_popularity_mean", "buys_per_search", "price_trend_per_day", "buy_minus_cart_price",
-        "buy_interval_days_mean", "buy_interval_days_std", "buy_interval_days_min", "repeat_buy_share",
+    peak = pl.col("peak_hour").cast(pl.Float64) * (TAU / 24.0)
+    table = (
+        lf.group_by("client_id")
+        .agg(exprs)
+        .with_columns(peak_hour_sin=peak.sin(), peak_hour_cos=peak.cos())
+        .drop("peak_hour")
+        .with_columns(pl.exclude("client_id").cast(pl.Float64))
+    )
+    return table, ["momentum_7_vs_28", "momentum_14_vs_prev_14", "buys_per_search"]
+
+
+def item_event_table(items: pl.LazyFrame) -> tuple[pl.LazyFrame, list[str]]:
+    """Per-user features of the item events only (buy, cart, remove; expects `age`, `logpop`):
+    exploration, popularity, price trend and buy rhythm. Users without item events are missing."""
+    buy_gaps = -pl.col("age").filter(is_type("product_buy")).diff()  # days between consecutive buys (time-ordered)
+    n_buy = is_type("product_buy").sum()
+    price = pl.col("price").cast(pl.Float64)
+    exprs = [
+        (pl.col("sku").n_unique() / pl.len()).alias("sku_exploration_rate"),
+        pl.col("logpop").mean().alias("item_log_popularity_mean"),
+        _safe_ratio(pl.cov(pl.col("age"), price), pl.col("age").var()).alias("price_trend_per_day"),
+        (pl.col("price").filter(is_type("product_buy")).mean() - pl.col("price").filter(is_type("add_to_cart")).mean())
+        .alias("buy_minus_cart_price"),
+        buy_gaps.mean().alias("buy_interval_days_mean"),
+        buy_gaps.std().alias("buy_interval_days_std"),
+        buy_gaps.min().alias("buy_interval_days_min"),
+        _safe_ratio(n_buy - pl.col("sku").filter(is_type("product_buy")).n_unique(), n_buy).alias("repeat_buy_share"),
     ]
-    table = lf.group_by("client_id").agg(exprs).with_columns(pl.exclude("client_id").cast(pl.Float64))
-    return table, nullable
+    table = items.group_by("client_id").agg(exprs).with_columns(pl.exclude("client_id").cast(pl.Float64))
+    return table, [e.meta.output_name() for e in exprs]
 
 
 def query_table(lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[str]]:
@@ -80,11 +89,10 @@ def query_table(lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[str]]:
     return table, names
 
 
-def item_tables(lf: pl.LazyFrame) -> tuple[list[pl.LazyFrame], list[str]]:
-    """Per-user features that need a per-(user, item) step: category diversity, cart abandonment."""
+def item_tables(items: pl.LazyFrame) -> tuple[list[pl.LazyFrame], list[str]]:
+    """Per-user features of the item events that need a per-(user, item) step: category diversity, cart abandonment."""
     cats = (
-        lf.filter(IS_ITEM)
-        .group_by("client_id", "category")
+        items.group_by("client_id", "category")
         .agg(pl.len().alias("n"))
         .with_columns(p=pl.col("n") / pl.col("n").sum().over("client_id"))
         .group_by("client_id")
@@ -94,7 +102,7 @@ def item_tables(lf: pl.LazyFrame) -> tuple[list[pl.LazyFrame], list[str]]:
         )
     )
     carts = (
-        lf.filter(is_type("add_to_cart") | is_type("product_buy"))
+        items.filter(is_type("add_to_cart") | is_type("product_buy"))
         .group_by("client_id", "sku")
         .agg(carted=is_type("add_to_cart").any(), bought=is_type("product_buy").any())
         .group_by("client_id")

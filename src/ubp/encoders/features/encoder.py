@@ -19,7 +19,7 @@ import polars as pl
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
 from ubp.encoders.counts import most_bought, profile_long, profile_names
-from ubp.encoders.features.behaviour import IS_ITEM, event_table, item_tables, query_table
+from ubp.encoders.features.behaviour import IS_ITEM, event_table, item_event_table, item_tables, query_table
 from ubp.encoders.features.clusters import (
     SHORT,
     assign_clusters,
@@ -66,38 +66,43 @@ class FeaturesEncoder:
         self.cache_: RawCache | None = None  # raw rows of the fit clients, for transform of the same window
 
     # ----- one shard -----------------------------------------------------------------------
-    def _prepare(self, lf: pl.LazyFrame, cutoff: datetime, clusters: pl.DataFrame) -> pl.LazyFrame:
-        """Derived columns every part reads: age in days, gap to (and age of) the user's previous event,
-        calendar fields, query hash, SKU cluster and popularity."""
+    def _prepare(self, lf: pl.LazyFrame, cutoff: datetime, clusters: pl.DataFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+        """(every event, the item events) of one shard, each read once and shared by every part.
+
+        Every event gets its age in days, the gap to (and age of) the user's previous event and
+        calendar fields; item events (a small share) also their SKU's name cluster and popularity."""
         same_user = pl.col("client_id") == pl.col("client_id").shift(1)  # the shard is sorted by client, time
         gap_s = pl.when(same_user).then(pl.col("timestamp").diff().dt.total_seconds())
-        return lf.with_columns(age=age_days(cutoff), gap_s=gap_s).with_columns(
+        events = lf.with_columns(age=age_days(cutoff), gap_s=gap_s).with_columns(
             gap_h=pl.col("gap_s") / 3600.0,
             prev_age=pl.when(same_user).then(pl.col("age").shift(1)),
             day=pl.col("timestamp").dt.date(),
             hour=pl.col("timestamp").dt.hour(),
             wday=pl.col("timestamp").dt.weekday(),
-            qhash=pl.col("tokens").hash(),
+        ).collect()
+        items = events.lazy().filter(IS_ITEM).with_columns(
             cluster=pl.col("sku").replace_strict(clusters["sku"], clusters["cluster"], default=None, return_dtype=pl.Int64),
             logpop=pl.col("sku").replace_strict(
                 pl.Series(self.pop_skus_, dtype=pl.Int64), pl.Series(self.pop_log_), default=0.0, return_dtype=pl.Float64
             ),
         )
+        return events.lazy(), items.collect().lazy()
 
     def _shard_table(self, lf: pl.LazyFrame, cutoff: datetime, clusters: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
         """One shard's raw table (client_id + every column) and the names of its nullable columns."""
-        lf = self._prepare(lf, cutoff, clusters).collect().lazy()  # one shard, read once, shared by every part
+        lf, items = self._prepare(lf, cutoff, clusters)
         win_qs, _, nullable = window_tables(lf, (*self.windows, None))
         events, null_ev = event_table(lf)
+        item_events, null_it = item_event_table(items)
         queries, null_q = query_table(lf)
-        item_qs, null_items = item_tables(lf)
+        item_qs, null_items = item_tables(items)
         sessions, null_sess = session_table(with_sessions(lf))
-        nullable = nullable + null_ev + null_q + null_items + null_sess
+        nullable = nullable + null_ev + null_it + null_q + null_items + null_sess
         n_cl = len(self.centres_)
-        cl_long = cluster_long(lf, n_cl, self.n_price_groups, self.half_lives)
-        pr_long = profile_long(lf, self.categories_, self.skus_)
+        cl_long = cluster_long(items, n_cl, self.n_price_groups, self.half_lives)
+        pr_long = profile_long(items, self.categories_, self.skus_)
         base, *parts = pl.collect_all(
-            [lf.select("client_id").unique(), *win_qs, events, queries, *item_qs, sessions, cl_long, pr_long]
+            [lf.select("client_id").unique(), *win_qs, events, item_events, queries, *item_qs, sessions, cl_long, pr_long]
         )
         *tables, cl, pr = parts
         cl_wide = long_to_wide(cl, cluster_names(n_cl, self.n_price_groups, self.half_lives))
@@ -165,7 +170,7 @@ class FeaturesEncoder:
         tmp.replace(path)
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
-        return standardize(self.raw(window, client_ids), self.mean_, self.std_, self.clip)
+        return standardize(self.raw(window, client_ids), self.mean_, self.std_, self.clip, inplace=True)
 
     def save(self, path: Path) -> None:
         params = {

@@ -27,8 +27,8 @@ def _safe_ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
 def window_features(days: int | None) -> tuple[list[pl.Expr], list[str]]:
     """Aggregations (for a group_by client over the window's events only) and the nullable names.
 
-    Expects columns `age` (days before the cutoff), `day` (date), `qhash` (query tokens hash) and
-    `gap_h` (hours since the previous event of the window, null for its first)."""
+    Expects columns `age` (days before the cutoff), `day` (date) and `gap_h` (hours since the
+    previous event of the window, null for its first). Distinct URLs / queries: `distinct_table`."""
     sfx = f"{days}d" if days is not None else "all"
     is_item = pl.col("event_type") <= EventType.REMOVE_FROM_CART.value
     exprs: list[pl.Expr] = []
@@ -47,7 +47,6 @@ def window_features(days: int | None) -> tuple[list[pl.Expr], list[str]]:
     add(n_all, "n_events")
     add(pl.col("sku").filter(is_item).n_unique(), "distinct_skus")
     add(pl.col("category").filter(is_item).n_unique(), "distinct_categories")
-    add(pl.col("qhash").filter(is_type("search_query")).n_unique(), "distinct_queries")
     for t in ITEM_EVENTS:
         price = pl.col("price").cast(pl.Float64).filter(is_type(t))
         for stat in ("mean", "min", "max", "std"):
@@ -68,8 +67,8 @@ def window_features(days: int | None) -> tuple[list[pl.Expr], list[str]]:
 
 
 def window_tables(lf: pl.LazyFrame, windows: tuple[int | None, ...] = WINDOWS) -> tuple[list[pl.LazyFrame], list[str], list[str]]:
-    """One per-user table per window (events with age <= days; None = all), plus the distinct-URL
-    table; all column names, nullable names.
+    """One per-user table per window (events with age <= days; None = all), plus the distinct URL
+    and query tables; all column names, nullable names.
 
     Expects `gap_h` / `prev_age` (hours since / age of the user's previous event). Each window
     filters its rows first, so every aggregation runs on plain columns (polars' fast path)."""
@@ -82,21 +81,25 @@ def window_tables(lf: pl.LazyFrame, windows: tuple[int | None, ...] = WINDOWS) -
         tables.append(rows.group_by("client_id").agg(exprs))
         columns += [e.meta.output_name() for e in exprs]
         nullable += null
-    urls = url_table(lf, windows)
-    tables.append(urls)
-    columns += urls.collect_schema().names()[1:]
+    searches = lf.filter(is_type("search_query")).with_columns(qhash=pl.col("tokens").hash())
+    for key, rows, name in (("url", lf.filter(is_type("page_visit")), "urls"), ("qhash", searches, "queries")):
+        table = distinct_table(rows, key, name, windows)
+        tables.append(table)
+        columns += table.collect_schema().names()[1:]
     nullable.append("url_revisit_share")
     return tables, columns, nullable
 
 
-def url_table(lf: pl.LazyFrame, windows: tuple[int | None, ...]) -> pl.LazyFrame:
-    """Distinct URLs visited per window and the revisit share, from one (user, URL) step.
+def distinct_table(rows: pl.LazyFrame, key: str, name: str, windows: tuple[int | None, ...]) -> pl.LazyFrame:
+    """Distinct `key` values per window (`distinct_<name>_<window>`) from one (user, value) step;
+    for URLs also the revisit share (visits beyond the first of each URL, over all visits).
 
-    A URL is in a window when its latest visit is: counting those beats a distinct count per window."""
-    per_url = lf.filter(is_type("page_visit")).group_by("client_id", "url").agg(pl.col("age").min(), n=pl.len())
+    A value is in a window when its latest event is: counting those beats a distinct count per window."""
+    per_value = rows.group_by("client_id", key).agg(pl.col("age").min(), n=pl.len())
     exprs = [
-        (pl.len() if w is None else (pl.col("age") <= w).sum()).cast(pl.Float64).alias(f"distinct_urls_{w}d" if w else "distinct_urls_all")
+        (pl.len() if w is None else (pl.col("age") <= w).sum()).cast(pl.Float64).alias(f"distinct_{name}_{f'{w}d' if w else 'all'}")
         for w in windows
     ]
-    revisits = _safe_ratio(pl.col("n").sum() - pl.len(), pl.col("n").sum()).cast(pl.Float64).alias("url_revisit_share")
-    return per_url.group_by("client_id").agg(*exprs, revisits)
+    if name == "urls":
+        exprs.append(_safe_ratio(pl.col("n").sum() - pl.len(), pl.col("n").sum()).cast(pl.Float64).alias("url_revisit_share"))
+    return per_value.group_by("client_id").agg(exprs)
