@@ -23,7 +23,7 @@ from ubp.encoders.dcn.views import keep_mask, masked_window
 from ubp.encoders.registry import REGISTRY
 
 SMALL = dict(
-    input_options={"n_clusters": 3}, n_bins=4, ranks=[4, 2, 2], widths=[4, 2, 2], head=[8],
+    input_options={"n_clusters": 3}, contrastive=True, n_bins=4, ranks=[4, 2, 2], widths=[4, 2, 2], head=[8],
     epochs=2, batch_size=2, checkpoint_every=1,
 )
 IDS = np.array([4, 1, 5, 999, 1, 2, 3], dtype=np.int64)  # unknown and repeated ids too
@@ -228,11 +228,11 @@ def test_sequence_block_joins_through_its_mlp(tmp_path, monkeypatch):
     np.testing.assert_array_equal(DcnEncoder.load(tmp_path / "dcn").transform(window, IDS), out)
 
 
-@pytest.mark.parametrize("options", [{"views": "columns"}, {"contrastive": False}])
+@pytest.mark.parametrize("options", [{"views": "columns"}, {"contrastive": False}])  # SMALL: event views
 def test_other_view_modes_and_a_window_without_buys(tmp_path, options):
     visits = [r for r in EVENTS if r[2] == "page_visit"]  # no buy at all: no propensity target, no churn label
     window = handmade_window(tmp_path, rows=visits)
-    out = DcnEncoder(**SMALL, **options).fit(window, quiet()).transform(window, IDS)
+    out = DcnEncoder(**{**SMALL, **options}).fit(window, quiet()).transform(window, IDS)
     assert out.shape == (7, 8) and np.isfinite(out).all()
 
 

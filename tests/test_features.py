@@ -128,3 +128,26 @@ def test_cached_rows_match_a_fresh_computation(fitted, tmp_path):
     assert fresh.cache_ is None
     np.testing.assert_array_equal(enc.raw(window, ids), fresh.raw(window, ids))
     np.testing.assert_array_equal(enc.transform(window, ids), fresh.transform(window, ids))
+
+
+def test_heavy_tailed_columns_are_log_scaled_before_standardizing(fitted):
+    window, enc, rows = fitted
+    j = enc.columns_.index("n_events_all")
+    logs = np.log1p([rows[c]["n_events_all"] for c in IDS])  # 9, 3, 1, 0 events
+    assert enc.mean_[j] == pytest.approx(logs.mean()) and enc.std_[j] == pytest.approx(logs.std())
+    np.testing.assert_allclose(enc.transform(window, IDS)[:, j], (logs - logs.mean()) / logs.std(), rtol=1e-5)
+    k = enc.columns_.index("hour_sin")  # bounded: standardized as it is
+    assert enc.mean_[k] == pytest.approx(np.nanmean([rows[c]["hour_sin"] for c in IDS[:3]] + [0.0]))
+
+
+def test_no_cache_above_the_memory_budget(fitted, monkeypatch):
+    """Past `RAW_CACHE_BYTES` fit keeps no raw rows; the fitted statistics and outputs are the same."""
+    import ubp.encoders.tabular as tabular
+
+    window, enc, _ = fitted
+    monkeypatch.setattr(tabular, "RAW_CACHE_BYTES", 0)
+    lean = FeaturesEncoder(n_clusters=3).fit(window, Run(seed=1))
+    assert lean.cache_ is None
+    np.testing.assert_allclose(lean.mean_, enc.mean_, rtol=1e-6)
+    np.testing.assert_allclose(lean.std_, enc.std_, rtol=1e-6)
+    np.testing.assert_allclose(lean.transform(window, IDS), enc.transform(window, IDS), atol=1e-5)

@@ -22,6 +22,9 @@ from ubp.data.window import InputWindow, shard_of
 
 SECONDS_PER_DAY = 86_400.0
 MOMENT_ROWS = 65_536  # rows per float64 chunk when accumulating column moments
+# Largest fit-client raw matrix kept for transform: with the output matrix beside it, a full-scale
+# run (1M+ clients x ~1,100 columns) would pass the 16 GiB budget, so it recomputes instead.
+RAW_CACHE_BYTES = 4 * 2**30
 
 
 def fit_clients(window: InputWindow) -> np.ndarray:
@@ -113,13 +116,24 @@ def cached_raw(
     return out
 
 
-def fit_raw(window: InputWindow, shard_table, columns, nullable=frozenset()) -> tuple[np.ndarray, np.ndarray, RawCache]:
-    """Mean/std of each raw column over the fit clients, and the cache of their raw matrix."""
+def fit_raw(
+    window: InputWindow, shard_table, columns, nullable=frozenset(), squash: Callable[[np.ndarray], np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray, RawCache | None]:
+    """Mean/std of each column over the fit clients, and the cache of their raw matrix (None when
+    it would exceed `RAW_CACHE_BYTES`: then `transform` computes its rows again, shard by shard).
+
+    `squash` (a column-wise transform of a copy, e.g. log of heavy tails) is applied before the
+    moments, so they describe what `transform` standardizes; the cache keeps raw values."""
     ids = fit_clients(window)
-    matrix = raw_matrix(window, ids, shard_table, columns, nullable)
     moments = RunningMoments(len(columns))
+    if len(ids) * len(columns) * 4 > RAW_CACHE_BYTES:
+        for _, block in iter_raw(window, ids, shard_table, columns, nullable):
+            moments.update(squash(block) if squash else block)
+        return *moments.result(), None
+    matrix = raw_matrix(window, ids, shard_table, columns, nullable)
     for lo in range(0, len(ids), MOMENT_ROWS):
-        moments.update(matrix[lo : lo + MOMENT_ROWS])
+        chunk = matrix[lo : lo + MOMENT_ROWS]
+        moments.update(squash(chunk.copy()) if squash else chunk)
     return *moments.result(), RawCache(window, ids, matrix)
 
 
@@ -209,8 +223,9 @@ def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray, clip: float, i
     `inplace` overwrites a float32 `x` the caller no longer needs (saves one matrix of memory)."""
     z = np.subtract(x, mean, out=x if inplace else None, dtype=np.float32)  # at most one copy; the rest in place
     np.divide(z, std, out=z)
-    np.nan_to_num(z, copy=False, nan=0.0, posinf=clip, neginf=-clip)
-    return np.clip(z, -clip, clip, out=z)
+    np.clip(z, -clip, clip, out=z)  # also maps ±inf to ±clip
+    np.copyto(z, 0.0, where=np.isnan(z))
+    return z
 
 
 def save_state(path: Path | str, params: dict, arrays: dict[str, np.ndarray]) -> None:

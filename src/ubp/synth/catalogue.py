@@ -12,7 +12,7 @@ from ubp.synth.params import INPUT_DAYS, N_DAYS, N_TOPICS, WorldParams
 from ubp.synth.sampling import GroupedSampler, quantize
 
 NOT_LAUNCHED_LATE = -10_000  # launch day of SKUs that exist before the first day
-LATE_LAUNCH_SHARE = 0.005  # SKUs launched at a steady trickle during the whole log
+LATE_LAUNCH_SHARE = 0.002  # SKUs launched at a steady trickle during the whole log
 # The season's collection: a wave of launches around the end of the input window, so that new
 # SKUs first bought in the train-target window keep selling in the validation window.
 WAVE_SHARE = 0.004
@@ -42,7 +42,7 @@ class Catalogue:
     url_id: np.ndarray  # (S + C + G,) int64: SKU pages, then category pages, then generic pages
     by_category: GroupedSampler  # SKUs within a category, by static popularity
     by_topic: GroupedSampler  # SKUs within a topic, by static popularity
-    new_by_topic: GroupedSampler  # SKUs launched during the log, within a topic ("new arrivals")
+    new_by_topic: GroupedSampler  # the season's wave of launches, within a topic ("new arrivals")
     old_by_category: GroupedSampler  # pre-existing SKUs within a category (users' lasting favourites)
     old_by_topic: GroupedSampler  # pre-existing SKUs within a topic (fallback for the above)
     cats_by_topic: GroupedSampler  # categories within a topic, by category weight
@@ -69,12 +69,13 @@ def _zipf(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
     return rng.permutation((np.arange(1, n + 1, dtype=np.float64)) ** -exponent)
 
 
-def _launch_days(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Launch day per SKU: the steady trickle, the season's wave, or NOT_LAUNCHED_LATE."""
+def _launch_days(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Launch day per SKU (the steady trickle, the season's wave, or NOT_LAUNCHED_LATE) and the wave's mask."""
     u = rng.random(n)
     trickle = rng.integers(0, N_DAYS, n)
     wave = rng.integers(*WAVE_DAYS, n)
-    return np.select([u < LATE_LAUNCH_SHARE, u < LATE_LAUNCH_SHARE + WAVE_SHARE], [trickle, wave], NOT_LAUNCHED_LATE)
+    in_wave = (u >= LATE_LAUNCH_SHARE) & (u < LATE_LAUNCH_SHARE + WAVE_SHARE)
+    return np.select([u < LATE_LAUNCH_SHARE, in_wave], [trickle, wave], NOT_LAUNCHED_LATE), in_wave
 
 
 def build_catalogue(params: WorldParams) -> Catalogue:
@@ -91,9 +92,9 @@ def build_catalogue(params: WorldParams) -> Catalogue:
 
     sku_cat = rng.choice(n_cat, n_sku, p=cat_weight / cat_weight.sum())
     sku_cat[:n_cat] = rng.permutation(n_cat)[: min(n_cat, n_sku)]  # every category has a SKU
-    launch = _launch_days(rng, n_sku)
+    launch, in_wave = _launch_days(rng, n_sku)
     late = launch != NOT_LAUNCHED_LATE
-    late[:n_cat] = False  # the SKU that gives each category its existence is never a launch
+    late[:n_cat] = in_wave[:n_cat] = False  # the SKU that gives each category its existence is never a launch
     launch = np.where(late, launch, NOT_LAUNCHED_LATE)
     launch_weight = cat_weight**LAUNCH_CATEGORY_POWER
     sku_cat = np.where(late, rng.choice(n_cat, n_sku, p=launch_weight / launch_weight.sum()), sku_cat)
@@ -123,7 +124,8 @@ def build_catalogue(params: WorldParams) -> Catalogue:
         url_id=scatter_ids(np.arange(n_urls), params.seed, kind=5),
         by_category=GroupedSampler.build(sku_cat, popularity, n_cat),
         by_topic=GroupedSampler.build(sku_topic, popularity, N_TOPICS),
-        new_by_topic=GroupedSampler.build(sku_topic, popularity * late, N_TOPICS),
+        # the new-arrivals shelf shows the season's collection; the trickle sells through its category
+        new_by_topic=GroupedSampler.build(sku_topic, popularity * in_wave, N_TOPICS),
         old_by_category=GroupedSampler.build(sku_cat, popularity * ~late, n_cat),
         old_by_topic=GroupedSampler.build(sku_topic, popularity * ~late, N_TOPICS),
         cats_by_topic=GroupedSampler.build(cat_topic, cat_weight, N_TOPICS),

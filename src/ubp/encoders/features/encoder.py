@@ -4,7 +4,8 @@ Assembles, per shard and in one polars query plan per shard, the windowed basics
 (`windows`), time-decayed name-cluster / price-group counts (`clusters`), session and
 behavioural features (`sessions`, `behaviour`) and the counts profile's top-100 buy/cart
 log-counts (`ubp.encoders.counts`). Missing values stay explicit (null) in `raw_table`; the
-encoder's output imputes them with the fitted mean and standardizes with clipped z-scores.
+encoder's output log-scales the heavy-tailed columns, imputes missing values with the fitted mean
+and standardizes with clipped z-scores.
 """
 
 from __future__ import annotations
@@ -41,6 +42,15 @@ from ubp.encoders.tabular import (
     standardize,
 )
 from ubp.layout import ITEM_EVENTS, STREAM_SCHEMA
+
+
+# Columns that are counts, durations or unbounded rates (log-scaled before standardizing); the
+# counts-style profile and the decayed cluster counts are log1p already in the raw table.
+HEAVY_TAILED = (
+    "n_", "distinct_", "active_days", "events_per_active_day", "days_since_", "gap_hours_", "sessions",
+    "session_minutes", "session_events", "session_gap", "buy_interval", "momentum_", "buys_per_search",
+    "buy_per_cart", "remove_per_cart", "buy_cluster_touched", "cart_cluster_touched", "remove_cluster_touched",
+)
 
 
 class FeaturesEncoder:
@@ -147,9 +157,16 @@ class FeaturesEncoder:
         self.categories_, self.skus_ = most_bought(window, self.top_n)
         self.columns_, self.nullable_ = self._layout()
         self.mean_, self.std_, self.cache_ = fit_raw(
-            window, self._table_fn(window), self.columns_, frozenset(self.nullable_)
+            window, self._table_fn(window), self.columns_, frozenset(self.nullable_), self._squash
         )
         return self
+
+    def _squash(self, x: np.ndarray) -> np.ndarray:
+        """log1p of the heavy-tailed columns (counts, durations, rates), in place: standardized raw
+        counts spend the clip range on a few heavy users and squeeze everyone else near 0."""
+        cols = [i for i, c in enumerate(self.columns_) if c.startswith(HEAVY_TAILED)]
+        x[:, cols] = np.log1p(np.maximum(x[:, cols], 0.0))
+        return x
 
     def raw(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
         """Unstandardized (len(client_ids), len(columns_)) float32; NaN marks a missing value."""
@@ -170,7 +187,7 @@ class FeaturesEncoder:
         tmp.replace(path)
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
-        return standardize(self.raw(window, client_ids), self.mean_, self.std_, self.clip, inplace=True)
+        return standardize(self._squash(self.raw(window, client_ids)), self.mean_, self.std_, self.clip, inplace=True)
 
     def save(self, path: Path) -> None:
         params = {
