@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -82,7 +83,8 @@ def main() -> None:
     jobs = [(args.data_dir, path, args.out, mode, tuple(args.tasks)) for path in entries.values() for mode in ("quick", "full")]
     scores: dict[str, dict[str, dict[str, float]]] = {"full": {}, "quick": {}}
     seconds = {"full": 0.0, "quick": 0.0}
-    with ProcessPoolExecutor(args.jobs) as pool:
+    # spawn, not fork: polars' and torch's thread pools do not survive a fork (it deadlocks)
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for name, mode, result, wall in pool.map(score, jobs):
             scores[mode][name] = result
             seconds[mode] += wall

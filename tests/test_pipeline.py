@@ -56,8 +56,8 @@ def test_blend_normalises_weights_and_drops_zero_weight_blocks() -> None:
     rng = np.random.default_rng(0)
     a = rng.normal(5.0, 3.0, size=(200, 4))
     b = rng.normal(0.0, 1.0, size=(200, 6))
-    recipe = Recipe(blocks=(BlockSpec("random"), BlockSpec("counts", normalise="l2", weight=2.0)))
-    matrix, manifest = blend([_block("random", a), _block("counts", b, normalise="l2", weight=2.0)], recipe)
+    recipe = Recipe(blocks=(BlockSpec("random", normalise="standardize"), BlockSpec("counts", normalise="l2", weight=2.0)))
+    matrix, manifest = blend([_block("random", a, normalise="standardize"), _block("counts", b, normalise="l2", weight=2.0)], recipe)
     assert matrix.shape == (200, 10)
     np.testing.assert_allclose(matrix[:, :4].mean(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose(matrix[:, :4].std(axis=0), 1.0, atol=1e-4)
@@ -66,6 +66,8 @@ def test_blend_normalises_weights_and_drops_zero_weight_blocks() -> None:
 
     dropped, manifest = blend([_block("random", a), _block("counts", b, weight=0.0)], recipe)
     assert dropped.shape == (200, 4) and [m["name"] for m in manifest] == ["random"]
+    assert manifest[0]["normalise"] == "none"  # `auto`: random noise is already unit scale
+    np.testing.assert_array_equal(dropped, a.astype(np.float32))
 
 
 def test_blend_caps_the_width_with_pca() -> None:

@@ -77,12 +77,13 @@ def fit_block(
 def normalise(matrix: np.ndarray, spec: BlockSpec, seed: int) -> tuple[np.ndarray, dict]:
     """Scale a block so that each block has unit variance per column on average, then weight it."""
     x = matrix.astype(np.float64)
-    info: dict = {"normalise": spec.normalise, "in_dim": int(x.shape[1])}
-    if spec.normalise == "standardize":
+    method = spec.resolved_normalise
+    info: dict = {"normalise": method, "in_dim": int(x.shape[1])}
+    if method == "standardize":
         std = x.std(axis=0)
         x = (x - x.mean(axis=0)) / np.where(std > 1e-12, std, 1.0)
-        x = np.clip(x, -20.0, 20.0)
-    elif spec.normalise == "l2":
+        x = np.clip(x, -5.0, 5.0)
+    elif method == "l2":
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         x = x / np.where(norms > 1e-12, norms, 1.0) * np.sqrt(x.shape[1])
     if spec.pca is not None and spec.pca < x.shape[1]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ubp.config import ConfigError, from_dict, load_toml
 
-NORMALISATIONS = ("standardize", "l2", "none")
+NORMALISATIONS = ("auto", "standardize", "l2", "none")
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class BlockSpec:
 
     name: str
     weight: float = 1.0
-    normalise: str = "standardize"  # standardize columns | l2 rows | none
+    normalise: str = "auto"  # auto (the block's own preference) | standardize columns | l2 rows | none
     pca: int | None = None  # compress to this many columns (fitted on the profile's clients)
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -31,6 +31,16 @@ class BlockSpec:
             raise ConfigError(f"block {self.name!r}: weight must be ≥ 0, got {self.weight}")
         if self.pca is not None and self.pca < 1:
             raise ConfigError(f"block {self.name!r}: pca must be ≥ 1, got {self.pca}")
+
+    @property
+    def resolved_normalise(self) -> str:
+        """`auto` resolves to the encoder's `preferred_normalise` (blocks that standardize
+        themselves say "none": standardizing twice blows rare, clipped columns up again)."""
+        if self.normalise != "auto":
+            return self.normalise
+        from ubp.encoders import REGISTRY
+
+        return getattr(REGISTRY[self.name], "preferred_normalise", "standardize")
 
     def fit_key(self, seed: int) -> str:
         """What a fitted block depends on: its name, options and the seed (not weight/normalisation)."""

@@ -31,6 +31,7 @@ class Encoder(Protocol):
     """
 
     name: ClassVar[str]
+    preferred_normalise: ClassVar[str]  # how a profile normalises this block under `normalise = "auto"`
 
     def fit(self, window: InputWindow, run: Run) -> "Encoder": ...
 

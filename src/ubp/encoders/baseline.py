@@ -41,6 +41,7 @@ class BaselineEncoder:
     """The organisers' statistical + query features (~320 dims), unstandardized like theirs."""
 
     name: ClassVar[str] = "baseline"
+    preferred_normalise: ClassVar[str] = "none"  # the organisers' entry is their raw features
 
     def __init__(self, days: tuple[int, ...] = (1, 7, 30), top_n: int = 10) -> None:
         self.days = tuple(days)

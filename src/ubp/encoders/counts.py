@@ -78,6 +78,7 @@ class CountsEncoder:
     """Top-list buy/cart log-counts + recency/frequency per event type, standardized."""
 
     name: ClassVar[str] = "counts"
+    preferred_normalise: ClassVar[str] = "none"  # standardized and clipped in transform
 
     def __init__(self, top_n: int = 100, windows: tuple[int, ...] = (7, 30, 90), clip: float = 5.0) -> None:
         self.top_n = top_n

@@ -37,6 +37,7 @@ class OracleEncoder:
     """The hidden state rows of the world, zeros for clients the world does not know."""
 
     name: ClassVar[str] = "oracle"
+    preferred_normalise: ClassVar[str] = "none"  # the generator writes it standardized
 
     def fit(self, window: InputWindow, run: Run | None = None) -> "OracleEncoder":
         self.dim_ = read_oracle(window)[1].shape[1]

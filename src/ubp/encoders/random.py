@@ -33,6 +33,7 @@ class RandomEncoder:
     """Noise rows of width `dim`; learns nothing but the seed of the run."""
 
     name: ClassVar[str] = "random"
+    preferred_normalise: ClassVar[str] = "none"  # already unit Gaussian
 
     def __init__(self, dim: int = 128) -> None:
         self.dim = dim

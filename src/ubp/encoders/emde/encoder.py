@@ -35,6 +35,7 @@ MAX_OUT_DIM = 256
 
 class EmdeEncoder:
     name: ClassVar[str] = "emde"
+    preferred_normalise: ClassVar[str] = "none"  # standardized in transform
 
     def __init__(
         self,

@@ -57,6 +57,7 @@ class FeaturesEncoder:
     """About 1,200 standardized handcrafted features per user."""
 
     name: ClassVar[str] = "features"
+    preferred_normalise: ClassVar[str] = "none"  # standardized and clipped in transform
 
     def __init__(
         self,

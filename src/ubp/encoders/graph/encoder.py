@@ -46,6 +46,7 @@ class GraphConfig:
 
 class GraphEncoder:
     name: ClassVar[str] = "graph"
+    preferred_normalise: ClassVar[str] = "l2"  # scored by cosine in training
 
     def __init__(self, **options: Any) -> None:
         self.config = from_dict(GraphConfig, options, "graph")

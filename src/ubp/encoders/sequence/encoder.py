@@ -28,6 +28,7 @@ class SequenceEncoder:
     """
 
     name: ClassVar[str] = "sequence"
+    preferred_normalise: ClassVar[str] = "l2"  # neural rows: direction matters, norm does not
 
     def __init__(self, preset: str = "cpu", **overrides: Any) -> None:
         self.preset = preset
