@@ -15,7 +15,6 @@ import json
 import multiprocessing as mp
 import resource
 import time
-from pathlib import Path
 
 import numpy as np
 

@@ -21,6 +21,7 @@ from ubp.encoders.dcn.losses import dcn_loss, head_bce
 from ubp.encoders.dcn.model import CrossLayer, PiecewiseLinear, quantile_edges
 from ubp.encoders.dcn.views import keep_mask, masked_window
 from ubp.encoders.registry import REGISTRY
+from stand_ins import EventCounts
 
 SMALL = dict(
     input_options={"n_clusters": 3}, contrastive=True, n_bins=4, ranks=[4, 2, 2], widths=[4, 2, 2], head=[8],
@@ -192,31 +193,6 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch)
     assert len(saves) == 4  # 3 steps before the interruption, only the remaining one after it
     for (k, a), b in zip(full.model_.state_dict().items(), resumed.model_.state_dict().values()):
         assert torch.equal(a, b), k
-
-
-class EventCounts:
-    """A stand-in for the sequence block: log1p count of each event type (5 columns)."""
-
-    name = "test_event_counts"
-
-    def fit(self, window, run) -> "EventCounts":
-        return self
-
-    def transform(self, window, client_ids: np.ndarray) -> np.ndarray:
-        counts = window.stream().group_by("client_id", "event_type").len().collect()
-        wanted = pl.DataFrame({"client_id": np.asarray(client_ids, dtype=np.int64)}).with_row_index("row")
-        long = wanted.join(counts, on="client_id", how="inner")
-        out = np.zeros((len(client_ids), 5), dtype=np.float32)
-        out[long["row"].to_numpy(), long["event_type"].to_numpy().astype(int)] = np.log1p(long["len"].to_numpy())
-        return out
-
-    def save(self, path: Path) -> None:
-        Path(path).mkdir(parents=True)
-
-    @classmethod
-    def load(cls, path: Path) -> "EventCounts":
-        return cls()
-
 
 def test_sequence_block_joins_through_its_mlp(tmp_path, monkeypatch):
     monkeypatch.setitem(REGISTRY, "test_event_counts", EventCounts)

@@ -143,57 +143,60 @@ def embed(data_dir: Path, block_names: str, out: Path, seed: int, device: str, c
     click.echo(f"{out}: {profile['n_clients']} clients x {profile['width']} columns ({block_names})")
 
 
+def _run_options(fn):
+    """Options shared by `run` and `ablate`, turned into one RunOptions + recipe."""
+    import functools
+
+    options = [
+        click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+                     help="Raw challenge directory. Default: generate a synthetic world under OUT/world."),
+        click.option("--config", type=click.Path(path_type=Path), default=None,
+                     help="Profile recipe (TOML). Default: the shipped one."),
+        click.option("--out", type=click.Path(path_type=Path), default=Path("runs/default"), show_default=True),
+        click.option("--scale", type=click.Choice(["tiny", "small", "medium", "full"]), default="small",
+                     show_default=True, help="Size of the generated world when --data-dir is not given."),
+        click.option("--world-seed", type=int, default=1, show_default=True),
+        click.option("--mode", type=click.Choice(["full", "quick"]), default="quick", show_default=True),
+        click.option("--orders", type=int, default=3, show_default=True,
+                     help="Score under K behaviour-free row orders."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+    ]
+
+    @functools.wraps(fn)
+    def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device):
+        import logging
+
+        from ubp.pipeline import RunOptions
+        from ubp.recipe import load_recipe
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+        opts = RunOptions(out=out, data_dir=data_dir, scale=scale, world_seed=world_seed, mode=mode,
+                          orders=orders, device=device, show_progress=sys.stderr.isatty())
+        return fn(opts, load_recipe(config))
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 @main.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Raw challenge directory. Default: generate a synthetic world under OUT/world.")
-@click.option("--config", type=click.Path(path_type=Path), default=None, help="Profile recipe (TOML). Default: the shipped one.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/default"), show_default=True)
-@click.option("--scale", type=click.Choice(["tiny", "small", "medium", "full"]), default="small", show_default=True,
-              help="Size of the generated world when --data-dir is not given.")
-@click.option("--world-seed", type=int, default=1, show_default=True)
-@click.option("--mode", type=click.Choice(["full", "quick"]), default="quick", show_default=True)
-@click.option("--orders", type=int, default=3, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @_fail_cleanly
-def run(data_dir, config, out, scale, world_seed, mode, orders, device) -> None:
+@_run_options
+def run(opts, recipe) -> None:
     """The whole job: world → split → blocks → profile → validate → evaluate → report."""
-    import logging
-
-    from ubp.pipeline import RunOptions
     from ubp.pipeline import run as run_pipeline
-    from ubp.recipe import load_recipe
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    opts = RunOptions(out=out, data_dir=data_dir, scale=scale, world_seed=world_seed, mode=mode, orders=orders,
-                      device=device, show_progress=sys.stderr.isatty())
-    report = run_pipeline(opts, load_recipe(config))
-    click.echo(f"report: {report}")
+    click.echo(f"report: {run_pipeline(opts, recipe)}")
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Raw challenge directory. Default: the synthetic world under OUT/world.")
-@click.option("--config", type=click.Path(path_type=Path), default=None, help="Profile recipe (TOML).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/default"), show_default=True)
-@click.option("--scale", type=click.Choice(["tiny", "small", "medium", "full"]), default="small", show_default=True)
-@click.option("--world-seed", type=int, default=1, show_default=True)
-@click.option("--mode", type=click.Choice(["full", "quick"]), default="quick", show_default=True)
-@click.option("--orders", type=int, default=3, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @_fail_cleanly
-def ablate(data_dir, config, out, scale, world_seed, mode, orders, device) -> None:
+@_run_options
+def ablate(opts, recipe) -> None:
     """Leave-one-block-out (and leave-one-objective-out) scores on the same split."""
-    import logging
-
     from ubp.ablation import ablate as run_ablation
-    from ubp.pipeline import RunOptions
-    from ubp.recipe import load_recipe
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    opts = RunOptions(out=out, data_dir=data_dir, scale=scale, world_seed=world_seed, mode=mode, orders=orders,
-                      device=device, show_progress=sys.stderr.isatty())
-    click.echo(f"ablation: {run_ablation(opts, load_recipe(config))}")
-
+    click.echo(f"ablation: {run_ablation(opts, recipe)}")
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run

@@ -18,7 +18,7 @@ import numpy as np
 
 import ubp
 from ubp.data.window import InputWindow
-from ubp.encoders import REGISTRY, create
+from ubp.encoders import create
 from ubp.encoders.base import Run
 from ubp.entry import atomic_save_npy, write_entry
 from ubp.recipe import BlockSpec, Recipe
