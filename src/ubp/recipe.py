@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -68,21 +70,14 @@ class Recipe:
 
     @property
     def config_hash(self) -> str:
-        return hashlib.sha1(json.dumps(_plain(self), sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def _plain(recipe: Recipe) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(recipe)
+        payload = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
 def load_recipe(path: Path | str | None = None) -> Recipe:
     """A recipe from TOML; None gives the default recipe shipped with the package."""
     if path is None:
         text = resources.files("ubp.recipes").joinpath("default.toml").read_text()
-        import tomllib
-
         data, where = tomllib.loads(text), "default.toml"
     else:
         data, where = load_toml(path), str(path)

@@ -170,3 +170,24 @@ def run_steps(
             if ckpt is not None and (done % checkpoint_every == 0 or done % per_epoch == 0):
                 save_checkpoint(ckpt, parts, done, meta)
     return float(torch.stack(losses).mean()) if losses else float("nan")
+
+
+def fit_loop(name: str, n_rows: int, cfg: Any, run: Any, step_fn: Any, parts: dict[str, Stateful],
+             data: tuple[torch.Tensor, ...]) -> float:
+    """`run_steps` for a block: epochs, batch size and checkpoint cadence from its config `cfg`,
+    seed and progress from the `run`, resuming only from a checkpoint of the same config, seed and data."""
+    import dataclasses
+
+    return run_steps(
+        n_rows,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        seed=run.seed,
+        step_fn=step_fn,
+        parts=parts,
+        ckpt=checkpoint_path(run.work_dir, name),
+        meta={"config": dataclasses.asdict(cfg), "seed": run.seed, "data": fingerprint(*data)},
+        checkpoint_every=cfg.checkpoint_every,
+        show_progress=run.show_progress,
+        desc=name,
+    )

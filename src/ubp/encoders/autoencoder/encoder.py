@@ -28,10 +28,8 @@ from ubp.encoders.registry import REGISTRY, create
 from ubp.encoders.tabular import fit_clients
 from ubp.training import (
     atomic_dir,
-    checkpoint_path,
     choose_device,
-    fingerprint,
-    run_steps,
+    fit_loop,
     seed_everything,
 )
 
@@ -94,19 +92,7 @@ class AutoencoderEncoder:
             opt.step()
             return loss
 
-        self.last_loss_ = run_steps(
-            len(x),
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            seed=run.seed,
-            step_fn=step,
-            parts={"model": model, "opt": opt},
-            ckpt=checkpoint_path(run.work_dir, self.name),
-            meta={"config": dataclasses.asdict(cfg), "seed": run.seed, "data": fingerprint(x)},
-            checkpoint_every=cfg.checkpoint_every,
-            show_progress=run.show_progress,
-            desc=self.name,
-        )
+        self.last_loss_ = fit_loop(self.name, len(x), cfg, run, step, {"model": model, "opt": opt}, (x,))
         self.model_ = model.cpu().eval()
         return self
 

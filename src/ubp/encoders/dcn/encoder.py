@@ -34,7 +34,7 @@ from ubp.encoders.dcn.model import DcnModel, quantile_edges
 from ubp.encoders.dcn.views import masked_window
 from ubp.encoders.registry import REGISTRY, create
 from ubp.encoders.tabular import fit_clients
-from ubp.training import atomic_dir, checkpoint_path, choose_device, fingerprint, run_steps, seed_everything
+from ubp.training import atomic_dir, choose_device, fit_loop, seed_everything
 
 TRANSFORM_BATCH = 8_192
 VIEW_KINDS = ("events", "columns")
@@ -146,19 +146,7 @@ class DcnEncoder:
             return loss
 
         data = [x, labels, weights] + ([] if seq is None else [seq]) + ([] if views is None else list(views))
-        self.last_loss_ = run_steps(
-            len(clients),
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            seed=run.seed,
-            step_fn=step,
-            parts={"model": model, "opt": opt},
-            ckpt=checkpoint_path(run.work_dir, self.name),
-            meta={"config": dataclasses.asdict(cfg), "seed": run.seed, "data": fingerprint(*data)},
-            checkpoint_every=cfg.checkpoint_every,
-            show_progress=run.show_progress,
-            desc=self.name,
-        )
+        self.last_loss_ = fit_loop(self.name, len(clients), cfg, run, step, {"model": model, "opt": opt}, tuple(data))
         self.model_ = model.cpu().eval()
         return self
 

@@ -24,7 +24,7 @@ from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
 from ubp.encoders.graph.edges import RELATIONS, lookup, read_edges, user_table
 from ubp.encoders.graph.model import TwHIN, in_batch_bce
-from ubp.training import atomic_dir, checkpoint_path, choose_device, fingerprint, run_steps, seed_everything
+from ubp.training import atomic_dir, choose_device, fit_loop, seed_everything
 
 
 @dataclass(frozen=True)
@@ -81,19 +81,8 @@ class GraphEncoder:
 
         self.last_loss_ = float("nan")
         if len(u):
-            self.last_loss_ = run_steps(
-                len(u),
-                epochs=cfg.epochs,
-                batch_size=cfg.batch_size,
-                seed=run.seed,
-                step_fn=step,
-                parts={"model": model, "sparse_opt": sparse_opt, "dense_opt": dense_opt},
-                ckpt=checkpoint_path(run.work_dir, self.name),
-                meta={"config": dataclasses.asdict(cfg), "seed": run.seed, "data": fingerprint(u, i, r)},
-                checkpoint_every=cfg.checkpoint_every,
-                show_progress=run.show_progress,
-                desc=self.name,
-            )
+            parts = {"model": model, "sparse_opt": sparse_opt, "dense_opt": dense_opt}
+            self.last_loss_ = fit_loop(self.name, len(u), cfg, run, step, parts, (u, i, r))
         self.model_ = model.cpu().eval()
         return self
 
