@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
+import pytest
+import torch
 
 
 class EventCounts:
@@ -30,3 +33,30 @@ class EventCounts:
     @classmethod
     def load(cls, path: Path) -> "EventCounts":
         return cls()
+
+
+def fit_killed_then_resumed(fit: Callable[[], Any], monkeypatch: pytest.MonkeyPatch, kill_at: int) -> tuple[Any, int]:
+    """Run `fit` killed right after its `kill_at`-th checkpoint, then run it again so it resumes.
+
+    Returns the resumed fit and the number of checkpoints written by both runs together.
+    """
+    import ubp.training
+
+    saves: list[int] = []
+    real_save = ubp.training.save_checkpoint
+
+    def save_then_maybe_die(*args: Any, **kwargs: Any) -> None:
+        real_save(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == kill_at:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ubp.training, "save_checkpoint", save_then_maybe_die)
+    with pytest.raises(KeyboardInterrupt):
+        fit()
+    return fit(), len(saves)
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name

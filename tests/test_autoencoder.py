@@ -15,7 +15,7 @@ from ubp.encoders.autoencoder.encoder import AutoencoderEncoder
 from ubp.encoders.autoencoder.losses import autoencoder_loss, info_nce, noise_sigma
 from ubp.encoders.base import Run
 from ubp.encoders.registry import REGISTRY
-from stand_ins import EventCounts
+from stand_ins import EventCounts, assert_same_weights, fit_killed_then_resumed
 
 SMALL = dict(input_block="test_event_counts", hidden=[8, 4], latent=3, epochs=3, batch_size=2, checkpoint_every=1)
 
@@ -74,23 +74,12 @@ def test_fit_transform_is_deterministic_and_survives_save_load(window, tmp_path)
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(window, tmp_path, monkeypatch):
     full = AutoencoderEncoder(**SMALL).fit(window, Run(seed=1, work_dir=tmp_path / "a", show_progress=False))
-    saves = []
-    real_save = ubp.training.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        saves.append(1)
-        if len(saves) == 3:  # mid-epoch 2 (2 steps per epoch)
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ubp.training, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        AutoencoderEncoder(**SMALL).fit(window, Run(seed=1, work_dir=tmp_path / "b", show_progress=False))
-    monkeypatch.setattr(ubp.training, "save_checkpoint", lambda *a, **k: (real_save(*a, **k), saves.append(1)))
-    resumed = AutoencoderEncoder(**SMALL).fit(window, Run(seed=1, work_dir=tmp_path / "b", show_progress=False))
-    assert len(saves) == 6  # 3 steps before the interruption, only the 3 remaining ones after it
-    for (k, a), b in zip(full.model_.state_dict().items(), resumed.model_.state_dict().values()):
-        assert torch.equal(a, b), k
+    run = Run(seed=1, work_dir=tmp_path / "b", show_progress=False)
+    resumed, n_saves = fit_killed_then_resumed(
+        lambda: AutoencoderEncoder(**SMALL).fit(window, run), monkeypatch, kill_at=3
+    )
+    assert n_saves == 6  # killed mid-epoch 2 (2 steps per epoch): 3 before, only the 3 remaining after
+    assert_same_weights(full.model_, resumed.model_)
 
 
 def test_batches_never_leave_a_lone_row_and_device_choice_is_checked():

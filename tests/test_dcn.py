@@ -11,7 +11,6 @@ import polars as pl
 import pytest
 import torch
 
-import ubp.training
 from handmade_window import CUTOFF, EVENTS, events_frame, handmade_window
 from ubp.config import ConfigError
 from ubp.encoders.base import Run
@@ -21,7 +20,7 @@ from ubp.encoders.dcn.losses import dcn_loss, head_bce
 from ubp.encoders.dcn.model import CrossLayer, PiecewiseLinear, quantile_edges
 from ubp.encoders.dcn.views import keep_mask, masked_window
 from ubp.encoders.registry import REGISTRY
-from stand_ins import EventCounts
+from stand_ins import EventCounts, assert_same_weights, fit_killed_then_resumed
 
 SMALL = dict(
     input_options={"n_clusters": 3}, contrastive=True, n_bins=4, ranks=[4, 2, 2], widths=[4, 2, 2], head=[8],
@@ -176,23 +175,11 @@ def test_fit_is_deterministic_and_survives_save_load(tmp_path):
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch):
     window = handmade_window(tmp_path)
     full = DcnEncoder(**SMALL).fit(window, quiet(1, tmp_path / "a"))
-    saves = []
-    real_save = ubp.training.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        saves.append(1)
-        if len(saves) == 3:  # mid-epoch 2 (2 steps per epoch)
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ubp.training, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        DcnEncoder(**SMALL).fit(window, quiet(1, tmp_path / "b"))
-    monkeypatch.setattr(ubp.training, "save_checkpoint", lambda *a, **k: (real_save(*a, **k), saves.append(1)))
-    resumed = DcnEncoder(**SMALL).fit(window, quiet(1, tmp_path / "b"))
-    assert len(saves) == 4  # 3 steps before the interruption, only the remaining one after it
-    for (k, a), b in zip(full.model_.state_dict().items(), resumed.model_.state_dict().values()):
-        assert torch.equal(a, b), k
+    resumed, n_saves = fit_killed_then_resumed(
+        lambda: DcnEncoder(**SMALL).fit(window, quiet(1, tmp_path / "b")), monkeypatch, kill_at=3
+    )
+    assert n_saves == 4  # 3 steps before the interruption, only the remaining one after it
+    assert_same_weights(full.model_, resumed.model_)
 
 def test_sequence_block_joins_through_its_mlp(tmp_path, monkeypatch):
     monkeypatch.setitem(REGISTRY, "test_event_counts", EventCounts)

@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import ubp.training
 from handmade_window import handmade_window
 from ubp.encoders.base import Run
 from ubp.encoders.graph.edges import lookup, read_edges, user_table
 from ubp.encoders.graph.encoder import GraphEncoder
 from ubp.encoders.graph.model import TwHIN, in_batch_bce
+from stand_ins import assert_same_weights, fit_killed_then_resumed
 
 SMALL = dict(dim=8, max_users=0, epochs=3, batch_size=3, checkpoint_every=1)
 RUN = Run(seed=0, show_progress=False)
@@ -103,20 +103,9 @@ def test_training_separates_two_communities(tmp_path):
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch):
     window = handmade_window(tmp_path)
     full = GraphEncoder(**SMALL).fit(window, Run(seed=2, work_dir=tmp_path / "a", show_progress=False))
-    saves = []
-    real_save = ubp.training.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        saves.append(1)
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ubp.training, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        GraphEncoder(**SMALL).fit(window, Run(seed=2, work_dir=tmp_path / "b", show_progress=False))
-    monkeypatch.setattr(ubp.training, "save_checkpoint", lambda *a, **k: (real_save(*a, **k), saves.append(1)))
-    resumed = GraphEncoder(**SMALL).fit(window, Run(seed=2, work_dir=tmp_path / "b", show_progress=False))
-    assert len(saves) == 6  # 7 edges of table users, batches of 3 → 2 steps per epoch, 3 epochs
-    for (k, a), b in zip(full.model_.state_dict().items(), resumed.model_.state_dict().values()):
-        assert torch.equal(a, b), k
+    run = Run(seed=2, work_dir=tmp_path / "b", show_progress=False)
+    resumed, n_saves = fit_killed_then_resumed(
+        lambda: GraphEncoder(**SMALL).fit(window, run), monkeypatch, kill_at=2
+    )
+    assert n_saves == 6  # 7 edges of table users, batches of 3 → 2 steps per epoch, 3 epochs
+    assert_same_weights(full.model_, resumed.model_)
