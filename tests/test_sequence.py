@@ -110,7 +110,8 @@ def tokenize_lengths(lengths: list[int]):
     offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
     n = int(offsets[-1])
     per_event = {f: np.zeros((n, *getattr(base, f).shape[1:]), getattr(base, f).dtype) for f in
-                 ("event_type", "ids", "price", "tokens", "has_tokens", "weekday", "hour", "log_gap", "log_age")}
+                 ("event_type", "ids", "price", "tokens", "has_tokens", "weekday", "hour", "log_gap", "log_age",
+                  "timestamp")}
     return Tokens(client_ids=np.arange(len(lengths)), offsets=offsets, **per_event)
 
 

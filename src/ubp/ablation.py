@@ -11,14 +11,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from ubp.encoders.base import Run
+from ubp.encoders.registry import create
 from ubp.pipeline import RunOptions, _device, ensure_split, ensure_world, evaluate_cached
 from ubp.plots import grouped_bars
 from ubp.profile import build_profile
 from ubp.recipe import Recipe
 
 # Objectives a block can switch off one at a time: block → objective → (option, value when off).
+# A block with switches exposes its resolved options as `.config`; an objective already off there
+# (future_window is off by default) gets no variant, as it would only repeat "all".
 OBJECTIVE_SWITCHES: dict[str, dict[str, tuple[str, object]]] = {
-    "sequence": {f"{o.upper()}": (f"{o}_weight", 0.0) for o in ("nip", "nup", "netp", "tdp")},
+    "sequence": {f"{o.upper()}": (f"{o}_weight", 0.0) for o in ("nip", "nup", "netp", "tdp", "future_window")},
 }
 
 
@@ -29,7 +32,11 @@ def variants(recipe: Recipe) -> dict[str, Recipe]:
         for block in recipe.blocks:
             out[f"without {block.name}"] = replace(recipe, blocks=tuple(b for b in recipe.blocks if b is not block))
     for i, block in enumerate(recipe.blocks):
-        for objective, (option, off) in OBJECTIVE_SWITCHES.get(block.name, {}).items():
+        switches = OBJECTIVE_SWITCHES.get(block.name, {})
+        config = create(block.name, **block.options).config if switches else None
+        for objective, (option, off) in switches.items():
+            if getattr(config, option) == off:
+                continue
             changed = replace(block, options={**block.options, option: off})
             blocks = recipe.blocks[:i] + (changed,) + recipe.blocks[i + 1 :]
             out[f"{block.name} without {objective}"] = replace(recipe, blocks=blocks)

@@ -28,6 +28,10 @@ class SequenceConfig:
     nup_weight: float = 1.0  # next URL (page-visit targets), sampled softmax
     netp_weight: float = 1.0  # next event type, cross-entropy
     tdp_weight: float = 1.0  # log1p hours to the next event, squared error
+    # ids (SKU / category / URL) of an event in the next `future_window_days`, sampled softmax;
+    # off by default: not yet measured to help
+    future_window_weight: float = 0.0
+    future_window_days: float = 14.0
     temperature: float = 0.05
     uniform_negatives: int = 1024  # NIP negatives drawn uniformly from the item vocabulary
     # training
@@ -49,9 +53,11 @@ class SequenceConfig:
             raise ConfigError(f"sequence: part_dim {self.part_dim} must be even (two hash lookups)")
         if self.hash_rows < 2 or self.max_len < 1 or self.batch_size < 1:
             raise ConfigError("sequence: hash_rows >= 2, max_len >= 1 and batch_size >= 1 are required")
-        weights = (self.nip_weight, self.nup_weight, self.netp_weight, self.tdp_weight)
+        weights = (self.nip_weight, self.nup_weight, self.netp_weight, self.tdp_weight, self.future_window_weight)
         if min(weights) < 0 or max(weights) == 0:
             raise ConfigError("sequence: objective weights must be >= 0 with at least one > 0")
+        if self.future_window_days <= 0:
+            raise ConfigError(f"sequence: future_window_days must be > 0, got {self.future_window_days}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {

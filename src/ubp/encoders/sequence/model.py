@@ -1,4 +1,4 @@
-"""The causal Transformer: event embedding, pre-norm blocks, heads of the four objectives.
+"""The causal Transformer: event embedding, pre-norm blocks, heads of the training objectives.
 
 A learned start vector sits before every sequence (position 0), so hidden state i is the
 summary of the first i events and predicts event i. The state at position 0 sees nothing but
@@ -99,6 +99,11 @@ class SequenceModel(nn.Module):
         self.url_out = nn.Linear(cfg.part_dim, d)
         self.apply(_init)
         nn.init.normal_(self.start, std=0.02)
+        # Only when its objective is on, and created last: with it off, the parameters, their
+        # initial values and the DDP graph are exactly those of a model without it.
+        self.future_query = nn.Linear(d, d) if cfg.future_window_weight > 0 else None  # future window
+        if self.future_query is not None:
+            _init(self.future_query)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x = self.embed(batch)

@@ -1,6 +1,8 @@
-"""The four training objectives: NIP, NUP (sampled softmax), NETP (cross-entropy), TDP (squared error).
+"""The training objectives: NIP, NUP (sampled softmax), NETP (cross-entropy), TDP (squared error),
+and the optional future window (sampled softmax over the ids of an event in the coming days).
 
-Hidden state i (after i events) predicts event i, so a batch's targets are its own events.
+Hidden state i (after i events) predicts event i, so a batch's targets are its own events
+(the future window's targets come with the batch: `future_ids`, `future_valid`, see future.py).
 Each objective is the mean over its own target positions; padding is never a target, and a
 state-0 prediction counts only where the chunk starts the user's history (elsewhere the
 start vector would be asked to guess the middle of a history it cannot see).
@@ -20,7 +22,7 @@ from ubp.encoders.sequence.model import SequenceModel
 from ubp.encoders.sequence.tokens import ITEM_TYPES
 from ubp.layout import EventType
 
-OBJECTIVES = ("nip", "nup", "netp", "tdp")
+OBJECTIVES = ("nip", "nup", "netp", "tdp", "future_window")
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,9 @@ def sampled_softmax(
     candidate_vectors: torch.Tensor,
     temperature: float,
     log_q: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Sum over queries of -log softmax(target) among the candidates.
+    """Sum over queries of -log softmax(target) among the candidates (times `weights` (n,) if given).
 
     queries (n, d); target_keys (n,); candidate_keys (m,) sorted and unique, containing every
     target; candidate_vectors (m, d); log_q (m,) the log expected count of each candidate in the
@@ -50,7 +53,9 @@ def sampled_softmax(
     if log_q is not None:
         logits = logits - log_q
     target = torch.searchsorted(candidate_keys, target_keys)
-    return F.cross_entropy(logits.float(), target, reduction="sum")
+    if weights is None:
+        return F.cross_entropy(logits.float(), target, reduction="sum")
+    return (F.cross_entropy(logits.float(), target, reduction="none") * weights).sum()
 
 
 def objective_losses(
@@ -67,6 +72,7 @@ def objective_losses(
     `hidden` is `model(batch)` (B, L + 1, d), computed by the caller so that a DDP wrapper runs it;
     the heads are taken from the bare `model`.
     """
+    after = hidden[:, 1:]  # (B, L, d): state i + 1 has just seen event i
     hidden = hidden[:, :-1]  # (B, L, d): state i predicts event i
     event_type = batch["event_type"]
     position = torch.arange(event_type.shape[1], device=event_type.device)
@@ -100,7 +106,33 @@ def objective_losses(
         queries = F.normalize(model.url_query(hidden[mask]), dim=-1)
         vectors = model.key_vectors(candidates, model.url_out)
         losses["nup"] = sampled_softmax(queries, keys, candidates, vectors, cfg.temperature) / _count(mask)
+    if cfg.future_window_weight > 0:
+        losses["future_window"] = _future_window_loss(model, after, batch, cfg)
     return losses
+
+
+def _future_window_loss(
+    model: SequenceModel, after: torch.Tensor, batch: dict[str, torch.Tensor], cfg: SequenceConfig
+) -> torch.Tensor:
+    """Mean over positions with a future of the mean over the drawn event's ids of a sampled softmax.
+
+    Each id kind (SKU, category, URL) is its own softmax among the batch's ids of that kind
+    (in-batch negatives), so a position's SKU and category never compete with each other.
+    SKUs and categories are scored through `item_out`, URLs through `url_out`.
+    """
+    valid = batch["future_valid"]
+    labels = batch["future_ids"][valid]  # (n, 6)
+    queries = F.normalize(model.future_query(after[valid]), dim=-1)
+    present = labels[:, 0::2] > 0  # (n, kinds)
+    share = 1.0 / present.sum(1).clamp(min=1)
+    loss = queries.new_zeros((), dtype=torch.float32)
+    for k, out in enumerate((model.item_out, model.item_out, model.url_out)):
+        has = present[:, k]
+        keys = labels[has, 2 * k] * cfg.hash_rows + labels[has, 2 * k + 1]
+        candidates = torch.unique(keys)
+        vectors = model.key_vectors(candidates, out)
+        loss = loss + sampled_softmax(queries[has], keys, candidates, vectors, cfg.temperature, weights=share[has])
+    return loss / _count(valid)
 
 
 def total_loss(losses: dict[str, torch.Tensor], cfg: SequenceConfig) -> torch.Tensor:

@@ -41,6 +41,7 @@ class Tokens:
     hour: np.ndarray  # uint8 (N,) 0..23
     log_gap: np.ndarray  # float32 (N,): log1p(hours since the user's previous event), 0 for the first
     log_age: np.ndarray  # float32 (N,): log1p(days since the user's first event)
+    timestamp: np.ndarray  # int64 (N,): microseconds since the epoch (exact time windows, e.g. future labels)
 
     @property
     def lengths(self) -> np.ndarray:
@@ -71,7 +72,7 @@ class Tokens:
         return _arrays_to_tokens(np.empty(0, np.int64), {c: np.empty(0) for c in _EVENT_COLUMNS})
 
 
-_EVENT_COLUMNS = ("event_type", "price", "weekday", "hour", "log_gap", "log_age", "has_tokens")
+_EVENT_COLUMNS = ("event_type", "price", "weekday", "hour", "log_gap", "log_age", "has_tokens", "timestamp")
 
 
 def tokenize(
@@ -101,6 +102,7 @@ def tokenize_frame(df: pl.DataFrame, hash_rows: int, price_buckets: int, source:
         hour=ts.dt.hour(),
         price=(pl.col("price").cast(pl.Int32).clip(0, price_buckets - 1) + 1).fill_null(0),
         has_tokens=pl.col("tokens").arr.get(0).is_not_null(),  # a null array or an array of nulls: no text
+        timestamp=ts.dt.epoch("us"),
     )
     columns = {c: df[c].to_numpy() for c in _EVENT_COLUMNS}
     columns["tokens"] = df.select(
@@ -134,6 +136,7 @@ def _arrays_to_tokens(client_of_event: np.ndarray, columns: dict[str, np.ndarray
         hour=columns["hour"].astype(np.uint8),
         log_gap=columns["log_gap"].astype(np.float32),
         log_age=columns["log_age"].astype(np.float32),
+        timestamp=columns["timestamp"].astype(np.int64),
     )
 
 

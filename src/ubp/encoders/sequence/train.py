@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ubp.encoders.base import Run
 from ubp.config import to_dict
 from ubp.encoders.sequence.config import SequenceConfig
+from ubp.encoders.sequence.future import future_labels, future_window
 from ubp.encoders.sequence.model import SequenceModel
 from ubp.encoders.sequence.objectives import objective_losses, total_loss, vocabulary_tensors
 from ubp.encoders.sequence.tokens import (
@@ -53,6 +54,7 @@ def train(
     unused = min(cfg.nip_weight, cfg.nup_weight, cfg.netp_weight, cfg.tdp_weight) == 0  # heads left out
     net = DistributedDataParallel(model, find_unused_parameters=unused) if world > 1 else model
     vocab = vocabulary_tensors(*item_vocabulary(tokens, cfg.hash_rows), device=device)
+    future = future_window(tokens, cfg.future_window_days) if cfg.future_window_weight > 0 else None
     start, end, is_first = training_chunks(tokens, cfg.max_len)
     steps_per_epoch = -(-len(start) // cfg.batch_size) // world  # equal on every rank
     total = math.ceil(cfg.epochs * steps_per_epoch)
@@ -72,6 +74,9 @@ def train(
         chunk = epoch_batches[1][i]
         batch = make_batch(tokens, start[chunk], end[chunk], device)
         generator = torch.Generator().manual_seed(_step_seed(run.seed, step, rank))
+        if future is not None:
+            labels, valid = future_labels(future, tokens.ids, start[chunk], end[chunk] - start[chunk], generator)
+            batch.update(future_ids=labels.to(device), future_valid=valid.to(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             first = torch.from_numpy(is_first[chunk]).to(device)
             losses = objective_losses(model, net(batch), batch, first, cfg, vocab, generator)
