@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from handmade_window import CUTOFF, PRODUCTS, handmade_window
+from handmade_window import CUTOFF, EVENTS, PRODUCTS, handmade_window
 
 from ubp.config import ConfigError
 from ubp.data.window import InputWindow, write_window
@@ -186,6 +186,14 @@ def test_empty_window_gives_the_empty_history_state(tmp_path: Path) -> None:
     out = fit(empty).transform(empty, np.array([1, 2], dtype=np.int64))
     assert out.shape == (2, 32) and np.isfinite(out).all()
     np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_log_without_item_events_trains(tmp_path: Path) -> None:
+    """A shop that logs visits and searches only: no item vocabulary, so NIP has nothing to draw."""
+    rows = [r for r in EVENTS if r[2] in ("page_visit", "search_query")]
+    hand = handmade_window(tmp_path, rows=rows)
+    out = fit(hand, max_steps=3).transform(hand, np.array([1, 2, 3], dtype=np.int64))
+    assert out.shape == (3, 32) and np.isfinite(out).all()
 
 
 def test_same_seed_same_result_other_seed_differs(window: InputWindow) -> None:

@@ -15,10 +15,9 @@ off by default: on the small synthetic world both kinds of views lowered the dow
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -105,9 +104,14 @@ class DcnEncoder:
     def _fit(self, window: InputWindow, run: Run, work: Path) -> "DcnEncoder":
         cfg = self.config
         inner = write_inner_window(window, cfg.horizon_days, work / "inner")
-        self.input_ = create(cfg.input_block, **cfg.input_options).fit(inner, run)
+        # nested blocks checkpoint under this block's folder: a standalone block's checkpoint of the
+        # whole window must never be resumed as one of the inner window
+        nested = replace(run, work_dir=work)
+        self.input_ = create(cfg.input_block, **cfg.input_options).fit(inner, nested)
         self.sequence_ = (
-            None if cfg.sequence_block is None else create(cfg.sequence_block, **cfg.sequence_options).fit(inner, run)
+            None
+            if cfg.sequence_block is None
+            else create(cfg.sequence_block, **cfg.sequence_options).fit(inner, nested)
         )
         clients = _train_clients(inner, cfg.max_users, run.seed)
         if len(clients) < 2:
@@ -171,7 +175,7 @@ class DcnEncoder:
         with atomic_dir(Path(path)) as tmp:
             m = self.model_
             params = {
-                "config": dataclasses.asdict(self.config),
+                "config": asdict(self.config),
                 "n_out": m.head[-1].out_features,
                 "seq_in": 0 if m.seq is None else m.seq[0].in_features,
             }

@@ -5,13 +5,18 @@ to `max_users`) get it, L2-normalised. Inductive fallback for any other user: th
 of normalize(item + relation) over their edges to known items — the direction that maximises
 their summed positive scores, so it needs no retraining. A user with no edge to a known item
 gets a zero row.
+
+Items get their own sparse table (`item_encoder="table"`), or (`"sequence"`) a sequence block is
+fit on the same window and an item's vector is a learned linear map of that model's frozen
+content embedding of the product (ids, category, price bucket, name): items that share content
+share evidence. The nested block is saved in the `sequence` subfolder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,12 +24,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ubp.config import from_dict
+from ubp.config import ConfigError, from_dict
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
 from ubp.encoders.graph.edges import RELATIONS, lookup, read_edges, user_table
+from ubp.encoders.graph.items import product_content
 from ubp.encoders.graph.model import TwHIN, in_batch_bce
+from ubp.encoders.sequence.encoder import SequenceEncoder
 from ubp.training import atomic_dir, choose_device, fit_loop, seed_everything
+
+ITEM_ENCODERS = ("table", "sequence")
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,14 @@ class GraphConfig:
     scale: float = 10.0  # initial scale
     bias: float = -10.0  # initial bias
     checkpoint_every: int = 2000  # steps between checkpoints (also one at each epoch end)
+    item_encoder: str = "table"  # "table": a sparse item table; "sequence": mapped sequence-model content
+    sequence_options: dict = field(default_factory=dict)  # SequenceEncoder options (preset, fields) for "sequence"
+
+    def __post_init__(self) -> None:
+        if self.item_encoder not in ITEM_ENCODERS:
+            raise ConfigError(f"graph.item_encoder: {self.item_encoder!r}; expected one of {ITEM_ENCODERS}")
+        if self.sequence_options and self.item_encoder != "sequence":
+            raise ConfigError('graph.sequence_options: only used with item_encoder = "sequence"')
 
 
 class GraphEncoder:
@@ -62,8 +79,9 @@ class GraphEncoder:
         u = torch.from_numpy(user[keep]).to(device)
         i = torch.from_numpy(lookup(self.items_, edges["sku"].to_numpy())[keep]).to(device)
         r = torch.from_numpy(edges["relation"].to_numpy()[keep].astype(np.int64)).to(device)
+        features = self._fit_item_features(window, run)
         seed_everything(run.seed)
-        model = self._model().to(device)
+        model = self._model(features).to(device)
         sparse_opt = torch.optim.SparseAdam(model.sparse_parameters(), lr=cfg.lr)
         dense_opt = torch.optim.Adam(model.dense_parameters(), lr=cfg.dense_lr)
 
@@ -86,9 +104,21 @@ class GraphEncoder:
         self.model_ = model.cpu().eval()
         return self
 
-    def _model(self) -> TwHIN:
+    def _fit_item_features(self, window: InputWindow, run: Run) -> torch.Tensor | None:
+        """With "sequence": fit the nested block (checkpoints in its own subfolder, so they never meet a
+        standalone sequence block's) and return its frozen content vectors of `items_`; else None."""
+        self.sequence_ = None
+        if self.config.item_encoder != "sequence":
+            return None
+        work = None if run.work_dir is None else Path(run.work_dir) / self.name
+        self.sequence_ = SequenceEncoder(**self.config.sequence_options).fit(window, dataclasses.replace(run, work_dir=work))
+        return product_content(self.sequence_.model_, self.sequence_.config, window.products(), self.items_)
+
+    def _model(self, item_features: torch.Tensor | None = None) -> TwHIN:
         cfg = self.config
-        return TwHIN(len(self.users_), len(self.items_), len(RELATIONS), cfg.dim, cfg.learn_scale, cfg.scale, cfg.bias)
+        return TwHIN(
+            len(self.users_), len(self.items_), len(RELATIONS), cfg.dim, cfg.learn_scale, cfg.scale, cfg.bias, item_features
+        )
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
         client_ids = np.asarray(client_ids, dtype=np.int64)
@@ -121,6 +151,8 @@ class GraphEncoder:
             np.save(tmp / "users.npy", self.users_)
             np.save(tmp / "items.npy", self.items_)
             torch.save(self.model_.state_dict(), tmp / "model.pt")
+            if self.sequence_ is not None:
+                self.sequence_.save(tmp / "sequence")
 
     @classmethod
     def load(cls, path: Path) -> "GraphEncoder":
@@ -128,7 +160,12 @@ class GraphEncoder:
         self = cls(**json.loads((path / "config.json").read_text()))
         self.users_ = np.load(path / "users.npy")
         self.items_ = np.load(path / "items.npy")
-        self.model_ = self._model()
+        self.sequence_ = None
+        features = None
+        if self.config.item_encoder == "sequence":
+            self.sequence_ = SequenceEncoder.load(path / "sequence")
+            features = torch.zeros(len(self.items_), self.sequence_.config.width)  # the saved state holds them
+        self.model_ = self._model(features)
         self.model_.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
         self.model_.eval()
         return self

@@ -36,12 +36,17 @@ class EventEmbedding(nn.Module):
         self.age = nn.Linear(1, d)
         self.register_buffer("token_offset", torch.arange(VECTOR_LEN) * TOKEN_VALUES + 1, persistent=False)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        b, n = batch["event_type"].shape
+    def content(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The event's content alone (ids, price, name/query) (B, L, d): also what the graph block
+        takes as an item's vector, since it depends on the product and not on when it was seen."""
         ids = self.table(batch["ids"]).flatten(-2)  # (B, L, 3 * part)
         name_index = (batch["tokens"] + self.token_offset) * batch["has_tokens"][..., None]
         name = self.name(name_index).mean(-2)  # (B, L, part); zero for events without a name/query
-        content = self.project(torch.cat([ids, self.price(batch["price"]), name], dim=-1))
+        return self.project(torch.cat([ids, self.price(batch["price"]), name], dim=-1))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        n = batch["event_type"].shape[1]
+        content = self.content(batch)
         positions = torch.arange(1, n + 1, device=content.device)
         context = (
             self.event_type(batch["event_type"])

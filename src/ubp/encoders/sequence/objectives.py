@@ -92,7 +92,11 @@ def objective_losses(
         is_item = torch.isin(event_type, torch.tensor([int(t) for t in ITEM_TYPES], device=event_type.device))
         mask = predict & is_item & (ids[..., 0] > 0)
         keys = ids[..., 0][mask] * rows + ids[..., 1][mask]
-        draws = torch.randint(len(vocab.keys), (cfg.uniform_negatives if len(vocab.keys) else 0,), generator=generator)
+        draws = (  # a log with no item events (e.g. visits only) has no vocabulary to draw from
+            torch.randint(len(vocab.keys), (cfg.uniform_negatives,), generator=generator)
+            if len(vocab.keys)
+            else torch.zeros(0, dtype=torch.long)
+        )
         negatives = vocab.keys[draws.to(keys.device)]
         candidates = torch.unique(torch.cat([keys, negatives]))
         log_q = _log_expected_count(candidates, vocab, len(keys), len(negatives))
