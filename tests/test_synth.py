@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ubp.layout import EVENT_TYPES, EVENT_VALUE_COLUMN, ITEM_EVENTS, PROPERTIES_FILE
+from ubp.synth import oracle as synth_oracle
 from ubp.synth import params as synth_params
 from ubp.synth import world as synth_world
 from ubp.synth.ids import scatter_ids
@@ -169,6 +171,20 @@ def test_several_chunks_give_distinct_clients(tmp_path: Path, monkeypatch: pytes
     rel = np.load(tmp_path / "w" / "input" / "relevant_clients.npy")
     assert len(np.unique(rel)) == len(rel) == summary.n_relevant
     assert "page_visit" in summary.describe()
+
+
+def test_oracle_in_blocks_is_bit_identical_to_the_whole_matrix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of rows bound the oracle's memory; they must not change a bit of its output."""
+    captured: list[synth_oracle.Hidden] = []
+    monkeypatch.setattr(synth_world, "write_oracle", lambda out, ids, h: captured.append(h))
+    generate(tmp_path / "w", n_users=3000, scale=None, seed=5, show_progress=False)
+    h = captured[0]
+    x = synth_oracle._raw_rows(replace(h))  # the whole float64 matrix, standardised by numpy
+    sd = x.std(axis=0)
+    whole = ((x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)).astype(np.float16)
+    monkeypatch.setattr(synth_oracle, "BLOCK_ROWS", 1000)
+    assert len(h.users) > 2000  # two blocks: 1000 rows, then the remainder
+    assert np.array_equal(synth_oracle.oracle_matrix(h).view(np.int16), whole.view(np.int16))
 
 
 def test_refuses_to_overwrite_other_data_but_replaces_a_world(tmp_path: Path) -> None:

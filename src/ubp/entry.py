@@ -39,7 +39,7 @@ def write_entry(out_dir: Path, client_ids: np.ndarray, embeddings: np.ndarray) -
         raise ValueError(f"embeddings shape {embeddings.shape} does not match {len(client_ids)} client ids")
     if embeddings.shape[1] > MAX_WIDTH:
         raise ValueError(f"embedding width {embeddings.shape[1]} exceeds {MAX_WIDTH}")
-    emb16 = embeddings.astype(np.float16)
+    emb16 = embeddings.astype(np.float16, copy=False)  # float16 input (the oracle's) is not copied
     if not np.isfinite(emb16).all():
         bad = int(np.argwhere(~np.isfinite(emb16).all(axis=1))[0, 0])
         raise ValueError(

@@ -145,10 +145,16 @@ def generate(out: Path, n_users: int | None, scale: str | None, seed: int, show_
         # The split puts the train-target start at (last buy − 27 days) at 00:00.
         cutoff = kept.max_buy // DAY - 27 if kept.max_buy >= 0 else INPUT_DAYS
         ids = np.concatenate(kept.ids)
-        users = Users.concat(kept.users)
-        active = np.unpackbits(np.concatenate(kept.active), axis=1)
         atomic_save_npy(tmp / "input" / "relevant_clients.npy", ids)
-        write_oracle(tmp / "oracle", ids, Hidden(users, active[:, cutoff - 1].astype(bool), cutoff, cat))
+        # Memory: the oracle is the peak at the full scale; drop the per-chunk parts once joined and read
+        # only the cutoff's bit of the packed chain (unpacked, it is N_DAYS bytes per relevant client).
+        users = Users.concat(kept.users)
+        kept.users.clear()
+        day = range(8 * kept.active[0].shape[1])[cutoff - 1]  # the unpacked bits' column, as numpy indexes it
+        active_last = ((np.concatenate([a[:, day // 8] for a in kept.active]) >> (7 - day % 8)) & 1).astype(bool)
+        kept.active.clear()
+        write_oracle(tmp / "oracle", ids, Hidden(users, active_last, cutoff, cat))
+        del users
         buyers = float(np.mean(np.concatenate(kept.first_buy) < cutoff * DAY)) if len(ids) else 0.0
         per_user = np.concatenate(kept.events_per_user)
         quantiles = {f"p{q}": float(np.percentile(per_user, q)) for q in (10, 50, 90, 99)} if len(per_user) else {}
