@@ -151,3 +151,18 @@ def test_no_cache_above_the_memory_budget(fitted, monkeypatch):
     np.testing.assert_allclose(lean.mean_, enc.mean_, rtol=1e-6)
     np.testing.assert_allclose(lean.std_, enc.std_, rtol=1e-6)
     np.testing.assert_allclose(lean.transform(window, IDS), enc.transform(window, IDS), atol=1e-5)
+
+
+def test_transform_of_every_fit_client_takes_over_the_cache(tmp_path):
+    """The usual embed (every fit client once, any order) reuses the cached matrix as its output,
+    bit for bit what a fresh computation gives, and leaves an empty cache behind."""
+    window = handmade_window(tmp_path / "w")
+    enc = FeaturesEncoder(n_clusters=3).fit(window, Run(seed=1))
+    enc.save(tmp_path / "f")
+    fresh = FeaturesEncoder.load(tmp_path / "f")
+    ids = IDS[[2, 0, 3, 1]]
+    kept = enc.cache_.matrix
+    out = enc.transform(window, ids)
+    assert np.shares_memory(out, kept) and len(enc.cache_.ids) == 0
+    np.testing.assert_array_equal(out, fresh.transform(window, ids))
+    np.testing.assert_array_equal(enc.transform(window, ids), out)  # recomputed once the cache is gone

@@ -106,3 +106,19 @@ def test_ablate_command_writes_a_table(tiny_world: Path, tmp_path: Path) -> None
     table = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert set(table) == {"all", "without counts", "without random"}
     assert "data:image/png;base64" in (tmp_path / "abl" / "ablation.html").read_text()
+
+
+def test_blend_in_row_chunks_matches_whole_matrix_float64(monkeypatch) -> None:
+    """Chunked normalisation (statistics summed row by row in float64) gives the whole-matrix
+    float64 result bit for bit; a lone block is normalised in its own matrix."""
+    import ubp.profile as profile
+
+    monkeypatch.setattr(profile, "ROWS", 7)
+    x = np.random.default_rng(2).lognormal(0.0, 2.0, size=(50, 5)).astype(np.float32)
+    x64 = x.astype(np.float64)
+    std = x64.std(axis=0)
+    want = (np.clip((x64 - x64.mean(axis=0)) / std, -5.0, 5.0) * 0.3).astype(np.float32)
+    block = _block("counts", x, normalise="standardize", weight=0.3)
+    matrix, _ = blend([block], Recipe(blocks=(BlockSpec("counts", normalise="standardize", weight=0.3),)))
+    np.testing.assert_array_equal(matrix, want)
+    assert matrix is block.matrix

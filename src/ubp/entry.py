@@ -11,6 +11,7 @@ import numpy as np
 from ubp.hashing import hash_order
 
 MAX_WIDTH = 2048
+ROWS = 65_536  # rows converted to float16 at a time: no float32 or float16 copy of the whole matrix
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
@@ -39,15 +40,18 @@ def write_entry(out_dir: Path, client_ids: np.ndarray, embeddings: np.ndarray) -
         raise ValueError(f"embeddings shape {embeddings.shape} does not match {len(client_ids)} client ids")
     if embeddings.shape[1] > MAX_WIDTH:
         raise ValueError(f"embedding width {embeddings.shape[1]} exceeds {MAX_WIDTH}")
-    emb16 = embeddings.astype(np.float16, copy=False)  # float16 input (the oracle's) is not copied
-    if not np.isfinite(emb16).all():
-        bad = int(np.argwhere(~np.isfinite(emb16).all(axis=1))[0, 0])
-        raise ValueError(
-            f"embeddings are not finite in float16 (row {bad}, client_id {client_ids[bad]}); "
-            "scale the block down or standardize it"
-        )
     order = hash_order(client_ids)
-    atomic_save_npy(Path(out_dir) / "embeddings.npy", emb16[order])
+    emb16 = np.empty(embeddings.shape, dtype=np.float16)  # the one output copy, filled in hash order
+    for lo in range(0, len(order), ROWS):
+        emb16[lo : lo + ROWS] = embeddings[order[lo : lo + ROWS]]
+        bad = np.flatnonzero(~np.isfinite(emb16[lo : lo + ROWS]).all(axis=1))
+        if len(bad):
+            row = int(order[lo + bad[0]])
+            raise ValueError(
+                f"embeddings are not finite in float16 (row {row}, client_id {client_ids[row]}); "
+                "scale the block down or standardize it"
+            )
+    atomic_save_npy(Path(out_dir) / "embeddings.npy", emb16)
     atomic_save_npy(Path(out_dir) / "client_ids.npy", client_ids[order])
 
 

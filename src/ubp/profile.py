@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from ubp.entry import atomic_save_npy, write_entry
 from ubp.recipe import BlockSpec, Recipe
 
 log = logging.getLogger(__name__)
+ROWS = 65_536  # rows per chunk: float64 work and checks never hold more than this many rows
 
 
 def window_fingerprint(window: InputWindow) -> str:
@@ -61,7 +63,8 @@ def fit_block(
     (folder / "work").mkdir(parents=True, exist_ok=True)
     encoder = create(spec.name, **spec.options).fit(window, block_run)
     matrix = np.asarray(encoder.transform(window, client_ids), dtype=np.float32)
-    if matrix.shape[0] != len(client_ids) or not np.isfinite(matrix).all():
+    finite = all(np.isfinite(matrix[lo : lo + ROWS]).all() for lo in range(0, len(matrix), ROWS))  # no n x dim mask
+    if matrix.shape[0] != len(client_ids) or not finite:
         raise RuntimeError(f"block {spec.name}: transform returned shape {matrix.shape} or non-finite values")
     model_tmp = folder / "model.tmp"
     shutil.rmtree(model_tmp, ignore_errors=True)
@@ -74,53 +77,100 @@ def fit_block(
     return BlockMatrix(spec, matrix, cached=False, seconds=round(time.perf_counter() - start, 2))
 
 
-def normalise(matrix: np.ndarray, spec: BlockSpec, seed: int) -> tuple[np.ndarray, dict]:
-    """Scale a block so that each block has unit variance per column on average, then weight it."""
-    x = matrix.astype(np.float64)
-    method = spec.resolved_normalise
-    info: dict = {"normalise": method, "in_dim": int(x.shape[1])}
+
+def _column_sum(x: np.ndarray, fn=lambda c: c) -> np.ndarray:
+    """Σ over rows of fn(float64 rows), chunk by chunk, adding rows in order as numpy's axis-0
+    sum over the whole float64 matrix does, so the result has the same bits without that matrix."""
+    acc = None
+    for lo in range(0, len(x), ROWS):
+        c = fn(x[lo : lo + ROWS].astype(np.float64))
+        acc = np.add.reduce(c if acc is None else np.concatenate([acc[None], c]), axis=0)
+    return np.zeros(x.shape[1]) if acc is None else acc
+
+
+def _scaler(x: np.ndarray, method: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The row-chunk map (float64 in, float64 out) of `method`, its column statistics taken over all of `x`."""
     if method == "standardize":
-        std = x.std(axis=0)
-        x = (x - x.mean(axis=0)) / np.where(std > 1e-12, std, 1.0)
-        x = np.clip(x, -5.0, 5.0)
-    elif method == "l2":
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        x = x / np.where(norms > 1e-12, norms, 1.0) * np.sqrt(x.shape[1])
-    if spec.pca is not None and spec.pca < x.shape[1]:
+        n = max(len(x), 1)
+        mean = _column_sum(x) / n
+        std = np.sqrt(_column_sum(x, lambda c: np.square(c - mean, out=c)) / n)
+        std = np.where(std > 1e-12, std, 1.0)
+        return lambda c: np.clip((c - mean) / std, -5.0, 5.0)
+    if method == "l2":
+        root_d = np.sqrt(x.shape[1])
+
+        def l2(c: np.ndarray) -> np.ndarray:
+            norms = np.linalg.norm(c, axis=1, keepdims=True)
+            return c / np.where(norms > 1e-12, norms, 1.0) * root_d
+
+        return l2
+    return lambda c: c
+
+
+def normalise(
+    matrix: np.ndarray, spec: BlockSpec, seed: int, out: np.ndarray | None = None
+) -> tuple[np.ndarray, dict]:
+    """Scale a block so that each block has unit variance per column on average, then weight it.
+
+    Without PCA the float64 arithmetic runs on row chunks written straight into `out` (float32,
+    e.g. the block's columns of the profile), so memory is the output plus one chunk."""
+    method = spec.resolved_normalise
+    info: dict = {"normalise": method, "in_dim": int(matrix.shape[1])}
+    scale = _scaler(matrix, method)
+    if spec.pca is not None and spec.pca < matrix.shape[1]:
         from sklearn.decomposition import PCA
 
         pca = PCA(n_components=spec.pca, random_state=seed, svd_solver="randomized")
-        x = pca.fit_transform(x)
+        x = pca.fit_transform(np.concatenate([scale(matrix[lo : lo + ROWS].astype(np.float64)) for lo in range(0, len(matrix), ROWS)]))
         x = x / max(float(np.sqrt((x**2).sum(axis=1).mean() / x.shape[1])), 1e-12)
         info["pca_explained_variance"] = round(float(pca.explained_variance_ratio_.sum()), 4)
-    info["out_dim"] = int(x.shape[1])
-    return (x * spec.weight).astype(np.float32), info
+        scale, matrix = (lambda c: c), x
+    info["out_dim"] = int(matrix.shape[1])
+    if out is None:
+        out = np.empty(matrix.shape, dtype=np.float32)
+    for lo in range(0, len(matrix), ROWS):
+        out[lo : lo + ROWS] = scale(matrix[lo : lo + ROWS].astype(np.float64)) * spec.weight
+    return out, info
 
 
 def blend(blocks: list[BlockMatrix], recipe: Recipe) -> tuple[np.ndarray, list[dict]]:
     """Concatenate normalised, weighted blocks (weight 0 drops a block) within max_width.
 
     When the blocks are wider than max_width together, each block without an explicit
-    `pca` is compressed by PCA to its proportional share of the width.
+    `pca` is compressed by PCA to its proportional share of the width. Blocks are written into
+    one preallocated float32 matrix (a lone block into its own matrix), and `blocks` is emptied
+    as they are, so each block's matrix is freed (if the caller holds no other reference) once
+    its columns are in place.
     """
     kept = [b for b in blocks if b.spec.weight > 0]
     if not kept:
         raise ValueError("every block has weight 0: nothing to blend")
+    blocks.clear()
     total = sum(b.spec.pca or b.matrix.shape[1] for b in kept)
-    parts, manifest, start = [], [], 0
+    specs = []
     for block in kept:
         spec = block.spec
         if total > recipe.max_width and spec.pca is None:
             share = max(int(block.matrix.shape[1] * recipe.max_width / total), 1)
             spec = BlockSpec(spec.name, spec.weight, spec.normalise, share, spec.options)
-        x, info = normalise(block.matrix, spec, recipe.seed)
-        parts.append(x)
+        specs.append(spec)
+    widths = [s.pca if s.pca is not None and s.pca < b.matrix.shape[1] else b.matrix.shape[1] for s, b in zip(specs, kept)]
+    only = kept[0].matrix
+    if len(kept) == 1 and widths[0] == only.shape[1] and only.dtype == np.float32 and only.flags.writeable:
+        out = only  # one block: normalised in place (each row chunk is read before it is written)
+    else:
+        out = np.empty((len(only), sum(widths)), dtype=np.float32)
+    manifest, start = [], 0
+    for spec, width in zip(specs, widths):
+        block = kept.pop(0)
+        _, info = normalise(block.matrix, spec, recipe.seed, out=out[:, start : start + width])
+        del block
         manifest.append(
-            {"name": spec.name, "columns": [start, start + x.shape[1]], "weight": spec.weight, **info,
+            {"name": spec.name, "columns": [start, start + width], "weight": spec.weight, **info,
              "options": spec.options, "fit_key": spec.fit_key(recipe.seed)}
         )
-        start += x.shape[1]
-    return np.concatenate(parts, axis=1), manifest
+        start += width
+    return out, manifest
 
 
 def build_profile(
@@ -132,7 +182,9 @@ def build_profile(
     if len(ids) == 0:
         raise ValueError(f"{window.root / 'relevant_clients.npy'}: no clients to embed")
     blocks = [fit_block(spec, window, ids, blocks_dir, run) for spec in recipe.blocks]
-    matrix, manifest = blend(blocks, recipe)
+    fit_seconds = {b.spec.name: b.seconds for b in blocks}
+    cached = [b.spec.name for b in blocks if b.cached]
+    matrix, manifest = blend(blocks, recipe)  # empties `blocks`: no block matrix outlives its columns
     write_entry(out_dir, ids, matrix)
     profile = {
         "package_version": ubp.__version__,
@@ -141,8 +193,8 @@ def build_profile(
         "width": int(matrix.shape[1]),
         "n_clients": int(len(ids)),
         "blocks": manifest,
-        "block_fit_seconds": {b.spec.name: b.seconds for b in blocks},
-        "cached_blocks": [b.spec.name for b in blocks if b.cached],
+        "block_fit_seconds": fit_seconds,
+        "cached_blocks": cached,
         "absent_event_types": window.absent_event_types,
     }
     tmp = Path(out_dir) / "profile.json.tmp"

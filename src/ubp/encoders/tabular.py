@@ -25,6 +25,7 @@ MOMENT_ROWS = 65_536  # rows per float64 chunk when accumulating column moments
 # Largest fit-client raw matrix kept for transform: with the output matrix beside it, a full-scale
 # run (1M+ clients x ~1,100 columns) would pass the 16 GiB budget, so it recomputes instead.
 RAW_CACHE_BYTES = 4 * 2**30
+PERMUTE_BYTES = 64 * 2**20  # the band of columns `RawCache.release` permutes at a time
 
 
 def fit_clients(window: InputWindow) -> np.ndarray:
@@ -97,17 +98,36 @@ class RawCache:
         hit = np.flatnonzero(self.ids[pos] == client_ids)
         return hit, pos[hit]
 
+    def release(self, rows: np.ndarray) -> np.ndarray:
+        """The cached matrix itself, its rows put in the order `rows` (a permutation), and the cache
+        emptied: a transform of every fit client then needs no second matrix-sized array.
+
+        The rows are permuted in place a band of columns at a time, so the only temporary is one
+        band (`PERMUTE_BYTES`)."""
+        matrix = self.matrix
+        band = max(PERMUTE_BYTES // max(len(rows) * matrix.itemsize, 1), 1)
+        for lo in range(0, matrix.shape[1], band):
+            matrix[:, lo : lo + band] = matrix[rows, lo : lo + band]
+        self.ids, self.matrix = np.empty(0, dtype=np.int64), np.empty((0, matrix.shape[1]), dtype=matrix.dtype)
+        return matrix
+
 
 def cached_raw(
-    cache: RawCache | None, window: InputWindow, client_ids: np.ndarray, shard_table, columns, nullable=frozenset()
+    cache: RawCache | None, window: InputWindow, client_ids: np.ndarray, shard_table, columns, nullable=frozenset(),
+    take: bool = False,
 ) -> np.ndarray:
-    """`raw_matrix`, taking the rows the cache holds from it and computing only the others."""
+    """`raw_matrix`, taking the rows the cache holds from it and computing only the others.
+
+    `take` (for a caller that overwrites the result, e.g. a transform) hands the cache's own matrix
+    over when `client_ids` are exactly the fit clients, emptying the cache (`RawCache.release`)."""
     client_ids = np.asarray(client_ids, dtype=np.int64)
     if cache is None:
         return raw_matrix(window, client_ids, shard_table, columns, nullable)
     hit, rows = cache.lookup(window, client_ids)
+    if take and len(hit) == len(client_ids) == len(cache.ids) and len(np.unique(rows)) == len(rows):
+        return cache.release(rows)  # the usual embed (every fit client once): the cache becomes the output
     out = np.empty((len(client_ids), len(columns)), dtype=np.float32)
-    if len(hit) == len(client_ids):  # the usual case: no temporary copy of a matrix that can be GiBs
+    if len(hit) == len(client_ids):  # no temporary copy of a matrix that can be GiBs
         return np.take(cache.matrix, rows, axis=0, out=out)
     out[hit] = cache.matrix[rows]
     miss = np.setdiff1d(np.arange(len(client_ids)), hit, assume_unique=True)

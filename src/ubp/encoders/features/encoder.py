@@ -32,6 +32,7 @@ from ubp.encoders.features.clusters import (
 from ubp.encoders.features.sessions import session_table, with_sessions
 from ubp.encoders.features.windows import window_tables
 from ubp.encoders.tabular import (
+    MOMENT_ROWS,
     RawCache,
     age_days,
     cached_raw,
@@ -188,7 +189,13 @@ class FeaturesEncoder:
         tmp.replace(path)
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
-        return standardize(self._squash(self.raw(window, client_ids)), self.mean_, self.std_, self.clip, inplace=True)
+        """Squash and standardize the raw matrix in place, a block of rows at a time: the
+        column-subset temporaries stay one block big instead of a fraction of the whole matrix."""
+        nullable = frozenset(self.nullable_)
+        x = cached_raw(self.cache_, window, client_ids, self._table_fn(window), self.columns_, nullable, take=True)
+        for lo in range(0, len(x), MOMENT_ROWS):
+            standardize(self._squash(x[lo : lo + MOMENT_ROWS]), self.mean_, self.std_, self.clip, inplace=True)
+        return x
 
     def save(self, path: Path) -> None:
         params = {
