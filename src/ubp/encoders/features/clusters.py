@@ -71,10 +71,12 @@ def cluster_long(lf: pl.LazyFrame, n_clusters: int, n_price_groups: int, half_li
             weight = (-pl.col("age") * (math.log(2.0) / h)).exp()
             for col, n in ((pl.col("cluster"), n_clusters), (group, n_price_groups)):
                 parts.append(
-                    events.select("client_id", (col + offset).cast(pl.Int64).alias("col"), weight.cast(pl.Float32).alias("value"))
+                    events.select("client_id", (col + offset).cast(pl.Int64).alias("col"), weight.alias("value"))
                     .drop_nulls("col")
                     .group_by("client_id", "col")
-                    .agg(pl.col("value").sum())
+                    # summed in float64: a parallel group_by adds in no fixed order, and float32
+                    # sums then differed run to run in the 7th digit (a seed must fix every result)
+                    .agg(pl.col("value").sum().cast(pl.Float32))
                 )
                 offset += n
     return pl.concat(parts)
