@@ -39,13 +39,14 @@ class Protocol:
 
 
 FULL = Protocol("full", thin=2048, wide=4096, blocks=3)
-# Width 512/1024: at 256/512 the probe was still learning at epoch 3 on the propensity tasks, so
-# it ranked entries by how fast they are learned, not by what they hold (quick-vs-full Spearman
-# on 8,000 small-world clients, category .49, new SKU .26); at 512/1024 it is ≥ .89 on every task
-# (benchmarks/quick_vs_full.py). One thread: on 128 × 512 matrices threading costs more than it
-# gains, and on a busy machine two spinning threads made the same run 40× slower. Results do not
-# depend on the count.
-QUICK = Protocol("quick", thin=512, wide=1024, blocks=1, threads=1)
+# Width 384/768: at 256/512 the probe was still learning at epoch 3 on the propensity tasks, so
+# it ranked entries by how fast they are learned, not by what they hold. Quick-vs-full Spearman
+# over six entries of known quality on 8,000 small-world clients (benchmarks/quick_vs_full.py):
+# 256/512 category .49, new SKU .26; 384/768 .94 on every task but new SKU (.77), at 54x less
+# time than full; 512/1024 was no better at ranking (new SKU .83) but only 16x faster.
+# One thread: on matrices this small threading costs more than it gains, and on a busy machine
+# two spinning threads made the same run 40x slower. Results do not depend on the count.
+QUICK = Protocol("quick", thin=384, wide=768, blocks=1, threads=1)
 PROTOCOLS = {p.name: p for p in (FULL, QUICK)}
 
 
