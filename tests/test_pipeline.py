@@ -111,9 +111,9 @@ def test_ablate_command_writes_a_table(tiny_world: Path, tmp_path: Path) -> None
 def test_blend_in_row_chunks_matches_whole_matrix_float64(monkeypatch) -> None:
     """Chunked normalisation (statistics summed row by row in float64) gives the whole-matrix
     float64 result bit for bit; a lone block is normalised in its own matrix."""
-    from ubp import profile
+    from ubp import chunks
 
-    monkeypatch.setattr(profile, "ROWS", 7)
+    monkeypatch.setattr(chunks, "ROWS", 7)
     x = np.random.default_rng(2).lognormal(0.0, 2.0, size=(50, 5)).astype(np.float32)
     x64 = x.astype(np.float64)
     std = x64.std(axis=0)

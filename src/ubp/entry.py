@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ubp.chunks import spans
 from ubp.hashing import hash_order
 
 MAX_WIDTH = 2048
-ROWS = 65_536  # rows converted to float16 at a time: no float32 or float16 copy of the whole matrix
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
@@ -42,11 +42,11 @@ def write_entry(out_dir: Path, client_ids: np.ndarray, embeddings: np.ndarray) -
         raise ValueError(f"embedding width {embeddings.shape[1]} exceeds {MAX_WIDTH}")
     order = hash_order(client_ids)
     emb16 = np.empty(embeddings.shape, dtype=np.float16)  # the one output copy, filled in hash order
-    for lo in range(0, len(order), ROWS):
-        emb16[lo : lo + ROWS] = embeddings[order[lo : lo + ROWS]]
-        bad = np.flatnonzero(~np.isfinite(emb16[lo : lo + ROWS]).all(axis=1))
+    for r in spans(len(order)):  # a chunk at a time: no float32 or float16 copy of the whole matrix
+        emb16[r] = embeddings[order[r]]
+        bad = np.flatnonzero(~np.isfinite(emb16[r]).all(axis=1))
         if len(bad):
-            row = int(order[lo + bad[0]])
+            row = int(order[r.start + bad[0]])
             raise ValueError(
                 f"embeddings are not finite in float16 (row {row}, client_id {client_ids[row]}); "
                 "scale the block down or standardize it"

@@ -21,11 +21,11 @@ import ubp
 from ubp.data.window import InputWindow
 from ubp.encoders import create
 from ubp.encoders.base import Run
+from ubp.chunks import column_sum, spans
 from ubp.entry import atomic_save_npy, write_entry
 from ubp.recipe import BlockSpec, Recipe
 
 log = logging.getLogger(__name__)
-ROWS = 65_536  # rows per chunk: float64 work and checks never hold more than this many rows
 
 
 def window_fingerprint(window: InputWindow) -> str:
@@ -63,7 +63,7 @@ def fit_block(
     (folder / "work").mkdir(parents=True, exist_ok=True)
     encoder = create(spec.name, **spec.options).fit(window, block_run)
     matrix = np.asarray(encoder.transform(window, client_ids), dtype=np.float32)
-    finite = all(np.isfinite(matrix[lo : lo + ROWS]).all() for lo in range(0, len(matrix), ROWS))  # no n x dim mask
+    finite = all(np.isfinite(matrix[r]).all() for r in spans(len(matrix)))  # no n x dim mask
     if matrix.shape[0] != len(client_ids) or not finite:
         raise RuntimeError(f"block {spec.name}: transform returned shape {matrix.shape} or non-finite values")
     model_tmp = folder / "model.tmp"
@@ -78,22 +78,13 @@ def fit_block(
 
 
 
-def _column_sum(x: np.ndarray, fn=lambda c: c) -> np.ndarray:
-    """Σ over rows of fn(float64 rows), chunk by chunk, adding rows in order as numpy's axis-0
-    sum over the whole float64 matrix does, so the result has the same bits without that matrix."""
-    acc = None
-    for lo in range(0, len(x), ROWS):
-        c = fn(x[lo : lo + ROWS].astype(np.float64))
-        acc = np.add.reduce(c if acc is None else np.concatenate([acc[None], c]), axis=0)
-    return np.zeros(x.shape[1]) if acc is None else acc
-
-
 def _scaler(x: np.ndarray, method: str) -> Callable[[np.ndarray], np.ndarray]:
     """The row-chunk map (float64 in, float64 out) of `method`, its column statistics taken over all of `x`."""
     if method == "standardize":
         n = max(len(x), 1)
-        mean = _column_sum(x) / n
-        std = np.sqrt(_column_sum(x, lambda c: np.square(c - mean, out=c)) / n)
+        mean = column_sum((x[r].astype(np.float64) for r in spans(len(x))), x.shape[1]) / n
+        deviations = (np.square(x[r].astype(np.float64) - mean) for r in spans(len(x)))
+        std = np.sqrt(column_sum(deviations, x.shape[1]) / n)
         std = np.where(std > 1e-12, std, 1.0)
         return lambda c: np.clip((c - mean) / std, -5.0, 5.0)
     if method == "l2":
@@ -121,15 +112,15 @@ def normalise(
         from sklearn.decomposition import PCA
 
         pca = PCA(n_components=spec.pca, random_state=seed, svd_solver="randomized")
-        x = pca.fit_transform(np.concatenate([scale(matrix[lo : lo + ROWS].astype(np.float64)) for lo in range(0, len(matrix), ROWS)]))
+        x = pca.fit_transform(np.concatenate([scale(matrix[r].astype(np.float64)) for r in spans(len(matrix))]))
         x = x / max(float(np.sqrt((x**2).sum(axis=1).mean() / x.shape[1])), 1e-12)
         info["pca_explained_variance"] = round(float(pca.explained_variance_ratio_.sum()), 4)
         scale, matrix = (lambda c: c), x
     info["out_dim"] = int(matrix.shape[1])
     if out is None:
         out = np.empty(matrix.shape, dtype=np.float32)
-    for lo in range(0, len(matrix), ROWS):
-        out[lo : lo + ROWS] = scale(matrix[lo : lo + ROWS].astype(np.float64)) * spec.weight
+    for r in spans(len(matrix)):
+        out[r] = scale(matrix[r].astype(np.float64)) * spec.weight
     return out, info
 
 

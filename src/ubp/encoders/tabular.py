@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ubp.chunks import spans
 from ubp.data.window import InputWindow, shard_of
 
 SECONDS_PER_DAY = 86_400.0
-MOMENT_ROWS = 65_536  # rows per float64 chunk when accumulating column moments
 # Largest fit-client raw matrix kept for transform: with the output matrix beside it, a full-scale
 # run (1M+ clients x ~1,100 columns) would pass the 16 GiB budget, so it recomputes instead.
 RAW_CACHE_BYTES = 4 * 2**30
@@ -151,8 +151,8 @@ def fit_raw(
             moments.update(squash(block) if squash else block)
         return *moments.result(), None
     matrix = raw_matrix(window, ids, shard_table, columns, nullable)
-    for lo in range(0, len(ids), MOMENT_ROWS):
-        chunk = matrix[lo : lo + MOMENT_ROWS]
+    for rows in spans(len(ids)):
+        chunk = matrix[rows]
         moments.update(squash(chunk.copy()) if squash else chunk)
     return *moments.result(), RawCache(window, ids, matrix)
 

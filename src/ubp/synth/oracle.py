@@ -13,6 +13,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from ubp.chunks import column_sum
+
 from ubp.entry import write_entry
 from ubp.synth.catalogue import LAUNCH_BOOST, LAUNCH_FADE_DAYS, Catalogue
 from ubp.synth.params import N_TOPICS
@@ -274,12 +276,6 @@ def _raw_blocks(h: Hidden, spans: list[slice], shared: dict[str, object]) -> Ite
         yield _raw_rows(h.block(rows, shared))
 
 
-def _column_sum(total: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
-    """(1, WIDTH) running sum over row blocks, added row after row like numpy's axis-0 sum of the whole
-    matrix (a C-ordered axis-0 reduction adds rows in order), so the result is bit-identical to it."""
-    return np.add.reduce(rows if total is None else np.concatenate([total, rows]), axis=0, keepdims=True)
-
-
 def oracle_matrix(h: Hidden) -> np.ndarray:
     """Every block, each column standardised over the relevant clients (mean 0, sd 1; constant → 0), as float16.
 
@@ -298,19 +294,13 @@ def oracle_matrix(h: Hidden) -> np.ndarray:
     # BLAS paths whose last bits differ (measured: blocks of 1 or 7 rows differ, of ≥ 1000 rows do not).
     starts = range(0, max(n - BLOCK_ROWS, 0) + 1, BLOCK_ROWS)
     spans = [slice(a, b) for a, b in zip(starts, [*starts[1:], n])]
-    total = None
-    for x in _raw_blocks(h, spans, shared):
-        total = _column_sum(total, x)
-    mean = np.true_divide(total, np.intp(n))
-    squares = None
-    for x in _raw_blocks(h, spans, shared):
-        x -= mean
-        squares = _column_sum(squares, np.square(x, out=x))
-    sd = np.sqrt(np.true_divide(squares, np.intp(n)))[0]
+    mean = np.true_divide(column_sum(_raw_blocks(h, spans, shared), WIDTH), np.intp(n))
+    deviations = (np.square(x - mean, out=x) for x in _raw_blocks(h, spans, shared))
+    sd = np.sqrt(np.true_divide(column_sum(deviations, WIDTH), np.intp(n)))
     scale = np.where(sd > 0, sd, 1.0)
     out = np.empty((n, WIDTH), dtype=np.float16)
     for rows, x in zip(spans, _raw_blocks(h, spans, shared)):
-        out[rows] = (x - mean[0]) / scale
+        out[rows] = (x - mean) / scale
     return out
 
 

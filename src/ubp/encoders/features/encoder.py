@@ -17,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 
+from ubp.chunks import spans
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
 from ubp.encoders.counts import most_bought, profile_long, profile_names
@@ -32,7 +33,6 @@ from ubp.encoders.features.clusters import (
 from ubp.encoders.features.sessions import session_table, with_sessions
 from ubp.encoders.features.windows import window_tables
 from ubp.encoders.tabular import (
-    MOMENT_ROWS,
     RawCache,
     age_days,
     cached_raw,
@@ -193,8 +193,8 @@ class FeaturesEncoder:
         column-subset temporaries stay one block big instead of a fraction of the whole matrix."""
         nullable = frozenset(self.nullable_)
         x = cached_raw(self.cache_, window, client_ids, self._table_fn(window), self.columns_, nullable, take=True)
-        for lo in range(0, len(x), MOMENT_ROWS):
-            standardize(self._squash(x[lo : lo + MOMENT_ROWS]), self.mean_, self.std_, self.clip, inplace=True)
+        for rows in spans(len(x)):
+            standardize(self._squash(x[rows]), self.mean_, self.std_, self.clip, inplace=True)
         return x
 
     def save(self, path: Path) -> None:
