@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from ubp.errors import InputError
-from ubp.evaluation.evaluate import evaluate, row_orders
+from ubp.evaluation.evaluate import evaluate, scoring_runs
 from ubp.evaluation.labels import build_labels
 from ubp.hashing import hash_order
 from ubp.layout import TASKS
@@ -110,15 +110,17 @@ def test_labels_errors_name_the_file(world, tmp_path):
         build_labels(bad, ids, ("propensity_sku",))
 
 
-def test_row_orders():
+def test_scoring_runs():
     ids = np.array([50, 7, -3, 12])
-    assert row_orders(ids, 1)[0][1].tolist() == [0, 1, 2, 3]
-    orders = row_orders(ids, 3)
-    assert [n for n, _ in orders] == ["hash-salt-0", "hash-salt-1", "hash-salt-2"]
-    assert orders[1][1].tolist() == hash_order(ids, salt=1).tolist()
+    single = scoring_runs(ids, 1, 1278)
+    assert single[0].perm.tolist() == [0, 1, 2, 3] and single[0].seed == 1278  # the organisers' run
+    runs = scoring_runs(ids, 3, 1278)
+    assert [r.name for r in runs] == ["hash-salt-0", "hash-salt-1", "hash-salt-2"]
+    assert [r.seed for r in runs] == [1278, 1279, 1280]
+    assert runs[1].perm.tolist() == hash_order(ids, salt=1).tolist()
     # the same clients in another file order meet the same orders
     shuffled = ids[[2, 0, 3, 1]]
-    assert ids[orders[2][1]].tolist() == shuffled[row_orders(shuffled, 3)[2][1]].tolist()
+    assert ids[runs[2].perm].tolist() == shuffled[scoring_runs(shuffled, 3, 1278)[2].perm].tolist()
 
 
 def test_quick_evaluate_end_to_end(world, tmp_path):
@@ -153,6 +155,7 @@ def test_full_evaluate_and_orders(world, tmp_path):
                      orders=3)
     rec = multi.scores["tasks"]["conversion"]
     assert [r["order"] for r in rec["runs"]] == ["hash-salt-0", "hash-salt-1", "hash-salt-2"]
+    assert [r["seed"] for r in rec["runs"]] == [1278, 1279, 1280]
     run_scores = [r["score"] for r in rec["runs"]]
     assert rec["min"] == min(run_scores) and rec["max"] == max(run_scores)
     assert rec["score"] == pytest.approx(np.mean(run_scores), abs=1e-4)

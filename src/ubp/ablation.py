@@ -61,7 +61,7 @@ def ablate(opts: RunOptions, recipe: Recipe) -> Path:
     (out / "ablation.json").write_text(json.dumps(means, indent=1))
     html = (
         "<!doctype html><meta charset='utf-8'><title>ubp ablation</title>"
-        f"<h1>Ablation ({opts.mode} mode, {opts.orders} row orders)</h1>"
+        f"<h1>Ablation ({opts.mode} mode, {opts.orders} runs: row order and network seed)</h1>"
         + score_table(means, reference="all")
         + grouped_bars({k: {t: v[0] for t, v in m.items()} for k, m in means.items()},
                        {k: {t: v[1] for t, v in m.items()} for k, m in means.items()}, "ablation")

@@ -97,7 +97,7 @@ def validate(data_dir: Path, embeddings_dir: Path, no_relevant_check: bool) -> N
 @click.option("--tasks", multiple=True, type=click.Choice(TASKS), help="Default: all six.")
 @click.option("--mode", type=click.Choice(["full", "quick"]), default="quick", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--orders", type=int, default=1, show_default=True, help="Score under K behaviour-free row orders.")
+@click.option("--orders", type=int, default=1, show_default=True, help="Score K times: behaviour-free row order k, network seed 1278+k.")
 @click.option("--strict", is_flag=True, help="Relevant clients missing from the entry are an error.")
 @_fail_cleanly
 def evaluate(data_dir, embeddings_dir, out, tasks, mode, device, orders, strict) -> None:
@@ -127,9 +127,12 @@ def blocks() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Fitted-block cache (default: OUT/blocks).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where the per-shard feature maps run: here, or on Ray Data (the cluster at RAY_ADDRESS).")
 @_fail_cleanly
-def embed(data_dir: Path, block_names: str, out: Path, seed: int, device: str, cache: Path | None) -> None:
+def embed(data_dir: Path, block_names: str, out: Path, seed: int, device: str, cache: Path | None, engine: str) -> None:
     """Fit blocks on the input window and write an entry for the relevant clients."""
+    from ubp import engines
     from ubp.data.window import InputWindow
     from ubp.encoders.base import Run
     from ubp.pipeline import _device
@@ -139,7 +142,8 @@ def embed(data_dir: Path, block_names: str, out: Path, seed: int, device: str, c
     recipe = recipe_for_blocks([b.strip() for b in block_names.split(",") if b.strip()], seed=seed)
     window = InputWindow.open(data_dir)
     run = Run(seed=seed, device=_device(device), show_progress=sys.stderr.isatty())
-    profile = build_profile(window, recipe, out, cache or out / "blocks", run)
+    with engines.use(engine):
+        profile = build_profile(window, recipe, out, cache or out / "blocks", run)
     click.echo(f"{out}: {profile['n_clients']} clients x {profile['width']} columns ({block_names})")
 
 
@@ -158,21 +162,25 @@ def _run_options(fn):
         click.option("--world-seed", type=int, default=1, show_default=True),
         click.option("--mode", type=click.Choice(["full", "quick"]), default="quick", show_default=True),
         click.option("--orders", type=int, default=3, show_default=True,
-                     help="Score under K behaviour-free row orders."),
+                     help="Score K times: behaviour-free row order k, network seed 1278+k."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Where the per-shard feature maps run: here, or on Ray Data (the cluster at RAY_ADDRESS)."),
     ]
 
     @functools.wraps(fn)
-    def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device):
+    def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device, engine):
         import logging
 
+        from ubp import engines
         from ubp.pipeline import RunOptions
         from ubp.recipe import load_recipe
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
         opts = RunOptions(out=out, data_dir=data_dir, scale=scale, world_seed=world_seed, mode=mode,
                           orders=orders, device=device, show_progress=sys.stderr.isatty())
-        return fn(opts, load_recipe(config))
+        with engines.use(engine):
+            return fn(opts, load_recipe(config))
 
     for option in reversed(options):
         wrapper = option(wrapper)

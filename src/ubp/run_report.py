@@ -127,7 +127,7 @@ def write_run_report(
         "<h1>Universal Behavioral Profile — run report</h1>",
         f"<p>{profile['n_clients']:,} clients × {profile['width']} columns; {window.n_events:,} input-window events "
         f"before {window.cutoff:%Y-%m-%d}; evaluation mode <b>{mode}</b> "
-        f"({next(iter(scores.values()))['n_orders']} behaviour-free row orders, mean ± std).</p>",
+        f"({next(iter(scores.values()))['n_orders']} runs: behaviour-free row order and network seed k, mean ± std).</p>",
         f"<p>Event types absent from the log: <b>{', '.join(absent) if absent else 'none'}</b>"
         + (" (their features are zeros)." if absent else ".") + "</p>",
         "<h2>Scores</h2>", score_table(means, reference="counts"),

@@ -20,6 +20,7 @@ import polars as pl
 
 from ubp.chunks import spans
 from ubp.data.window import InputWindow, shard_of
+from ubp.engines import map_shards
 
 SECONDS_PER_DAY = 86_400.0
 # Largest fit-client raw matrix kept for transform: with the output matrix beside it, a full-scale
@@ -36,22 +37,27 @@ def fit_clients(window: InputWindow) -> np.ndarray:
     return np.sort(ids.to_numpy()).astype(np.int64)
 
 
-def shard_streams(window: InputWindow, client_ids: np.ndarray) -> Iterator[tuple[np.ndarray, pl.LazyFrame]]:
-    """(rows of `client_ids`, their shard's lazy events) for each shard holding any of them.
+def shard_tasks(window: InputWindow, client_ids: np.ndarray) -> list[tuple[np.ndarray, int | None, pl.Series]]:
+    """(rows of `client_ids`, shard number, the shard's wanted client ids) per shard holding any.
 
     Each shard holds every event of its users, so per-user tables computed shard by shard are
-    complete and memory stays bounded by one shard."""
+    complete and memory stays bounded by one shard. Shard None = the whole (unsharded) stream."""
     client_ids = np.asarray(client_ids, dtype=np.int64)
     n = len(window.shards)
     if n == 0:
-        yield np.arange(len(client_ids)), window.stream()
-        return
+        return [(np.arange(len(client_ids)), None, pl.Series(np.unique(client_ids), dtype=pl.Int64))]
     shard = pl.DataFrame({"client_id": client_ids}).select(shard_of(pl.col("client_id"), n))[:, 0].to_numpy()
+    tasks = []
     for k in range(n):
         rows = np.flatnonzero(shard == k)
         if len(rows):
-            ids = pl.Series(np.unique(client_ids[rows]), dtype=pl.Int64)
-            yield rows, window.stream(k).filter(pl.col("client_id").is_in(ids.implode()))
+            tasks.append((rows, k, pl.Series(np.unique(client_ids[rows]), dtype=pl.Int64)))
+    return tasks
+
+
+def shard_events(window: InputWindow, shard: int | None, ids: pl.Series) -> pl.LazyFrame:
+    """The lazy events of clients `ids` in one shard."""
+    return window.stream(shard).filter(pl.col("client_id").is_in(ids.implode()))
 
 
 def iter_raw(
@@ -63,12 +69,15 @@ def iter_raw(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(rows, raw matrix) per shard: `shard_table`'s columns for those clients, in their order.
 
-    A client without events gets 0 in every column and NaN (missing) in the `nullable` ones."""
+    A client without events gets 0 in every column and NaN (missing) in the `nullable` ones.
+    The per-shard tables are computed on the current engine (`ubp.engines`)."""
     client_ids = np.asarray(client_ids, dtype=np.int64)
     fill = np.array([np.nan if c in nullable else 0.0 for c in columns], dtype=np.float32)
-    for rows, lf in shard_streams(window, client_ids):
+    tasks = shard_tasks(window, client_ids)
+    tables = map_shards(lambda task: shard_table(shard_events(window, task[1], task[2])), tasks)
+    for (rows, _, _), table in zip(tasks, tables):
         block = np.broadcast_to(fill, (len(rows), len(columns))).copy()
-        place_rows(shard_table(lf), columns, client_ids[rows], block)
+        place_rows(table, columns, client_ids[rows], block)
         yield rows, block
 
 

@@ -88,7 +88,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} th{{background:#
 <table>{meta_rows}</table>
 <table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(rows)}</table>
 <p>* best epoch of the first order. Scores: churn/conversion = AUROC; propensity = 0.8·AUROC + 0.1·novelty
-+ 0.1·diversity, best of the epochs, rounded to 4 places; over several orders, their mean.</p>
++ 0.1·diversity, best of the epochs, rounded to 4 places; over several runs (row order k, network seed 1278+k), their mean.</p>
 <img alt="scores" src="data:image/png;base64,{png}">
 </body></html>
 """
