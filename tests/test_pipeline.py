@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from ubp.cli import main
 from ubp.entry import read_entry
-from ubp.profile import BlockMatrix, blend
+from ubp.profile import BlockMatrix, blend, normalise
 from ubp.recipe import BlockSpec, Recipe
 
 RECIPE = """
@@ -76,6 +76,23 @@ def test_blend_caps_the_width_with_pca() -> None:
     matrix, manifest = blend(blocks, recipe)
     assert matrix.shape[1] <= 30
     assert all(m["out_dim"] < m["in_dim"] for m in manifest)
+
+
+def test_pca_fits_on_a_row_sample_and_projects_every_row(monkeypatch) -> None:
+    import ubp.profile
+
+    rng = np.random.default_rng(2)
+    low_rank = rng.normal(size=(500, 3)) @ rng.normal(size=(3, 12))  # 3 directions hold everything
+    spec = BlockSpec("counts", pca=3, normalise="none")
+    whole, info = normalise(low_rank, spec, seed=0)
+    monkeypatch.setattr(ubp.profile, "PCA_FIT_ROWS", 50)
+    sampled, sampled_info = normalise(low_rank, spec, seed=0)
+    assert info["pca_fit_rows"] == 500 and sampled_info["pca_fit_rows"] == 50
+    assert sampled.shape == whole.shape == (500, 3)
+    assert sampled_info["pca_explained_variance"] > 0.999
+    # the same subspace: the sampled projection is a rotation of the full one (up to its centre)
+    q_whole, q_sampled = (np.linalg.qr(x - x.mean(axis=0))[0] for x in (whole, sampled))
+    np.testing.assert_allclose(np.linalg.svd(q_whole.T @ q_sampled)[1], 1.0, atol=1e-4)
 
 
 def test_run_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:

@@ -161,7 +161,7 @@ def _run_options(fn):
                      show_default=True, help="Size of the generated world when --data-dir is not given."),
         click.option("--world-seed", type=int, default=1, show_default=True),
         click.option("--mode", type=click.Choice(["full", "quick"]), default="quick", show_default=True),
-        click.option("--orders", type=int, default=3, show_default=True,
+        click.option("--orders", type=int, default=5, show_default=True,
                      help="Score K times: behaviour-free row order k, network seed 1278+k."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,

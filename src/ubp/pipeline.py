@@ -33,7 +33,7 @@ class RunOptions:
     scale: str = "small"
     world_seed: int = 1
     mode: str = "quick"
-    orders: int = 3
+    orders: int = 5
     device: str = "auto"
     tasks: tuple[str, ...] = TASKS
     references: tuple[str, ...] = REFERENCES

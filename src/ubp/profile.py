@@ -27,6 +27,8 @@ from ubp.recipe import BlockSpec, Recipe
 
 log = logging.getLogger(__name__)
 
+PCA_FIT_ROWS = 200_000  # rows a block's PCA is fitted on (a 1,127-column block: 1.7 GiB of float64)
+
 
 def window_fingerprint(window: InputWindow) -> str:
     """Identifies the window's content: its manifest and the data folder it came from."""
@@ -103,24 +105,32 @@ def normalise(
 ) -> tuple[np.ndarray, dict]:
     """Scale a block so that each block has unit variance per column on average, then weight it.
 
-    Without PCA the float64 arithmetic runs on row chunks written straight into `out` (float32,
-    e.g. the block's columns of the profile), so memory is the output plus one chunk."""
+    The float64 arithmetic runs on row chunks written straight into `out` (float32, e.g. the
+    block's columns of the profile), so memory is the output plus one chunk. PCA is fitted on at
+    most `PCA_FIT_ROWS` rows (a seeded sample), then applied chunk by chunk: a full-scale block of
+    a million rows would otherwise need a float64 copy of itself (8 GiB for `features`)."""
     method = spec.resolved_normalise
     info: dict = {"normalise": method, "in_dim": int(matrix.shape[1])}
     scale = _scaler(matrix, method)
+    project, out_dim = scale, matrix.shape[1]
     if spec.pca is not None and spec.pca < matrix.shape[1]:
         from sklearn.decomposition import PCA
 
-        pca = PCA(n_components=spec.pca, random_state=seed, svd_solver="randomized")
-        x = pca.fit_transform(np.concatenate([scale(matrix[r].astype(np.float64)) for r in spans(len(matrix))]))
-        x = x / max(float(np.sqrt((x**2).sum(axis=1).mean() / x.shape[1])), 1e-12)
+        rows = np.arange(len(matrix))
+        if len(rows) > PCA_FIT_ROWS:
+            rows = np.sort(np.random.default_rng(seed).choice(len(matrix), PCA_FIT_ROWS, replace=False))
+        sample = scale(matrix[rows].astype(np.float64))
+        pca = PCA(n_components=spec.pca, random_state=seed, svd_solver="randomized").fit(sample)
+        fitted = pca.transform(sample)
+        rms = max(float(np.sqrt((fitted**2).sum(axis=1).mean() / fitted.shape[1])), 1e-12)
         info["pca_explained_variance"] = round(float(pca.explained_variance_ratio_.sum()), 4)
-        scale, matrix = (lambda c: c), x
-    info["out_dim"] = int(matrix.shape[1])
+        info["pca_fit_rows"] = int(len(rows))
+        project, out_dim = (lambda c: pca.transform(scale(c)) / rms), spec.pca
+    info["out_dim"] = int(out_dim)
     if out is None:
-        out = np.empty(matrix.shape, dtype=np.float32)
+        out = np.empty((len(matrix), out_dim), dtype=np.float32)
     for r in spans(len(matrix)):
-        out[r] = scale(matrix[r].astype(np.float64)) * spec.weight
+        out[r] = project(matrix[r].astype(np.float64)) * spec.weight
     return out, info
 
 
