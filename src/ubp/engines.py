@@ -22,10 +22,6 @@ _TASK = "__ubp_task"
 _current = "local"
 
 
-def current() -> str:
-    return _current
-
-
 @contextlib.contextmanager
 def use(name: str) -> Iterator[None]:
     """Run the per-shard maps inside the block on engine `name`."""

@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -37,27 +38,35 @@ def fit_clients(window: InputWindow) -> np.ndarray:
     return np.sort(ids.to_numpy()).astype(np.int64)
 
 
-def shard_tasks(window: InputWindow, client_ids: np.ndarray) -> list[tuple[np.ndarray, int | None, pl.Series]]:
-    """(rows of `client_ids`, shard number, the shard's wanted client ids) per shard holding any.
+class ShardTask(NamedTuple):
+    """One shard's share of a per-user table: which rows of the caller's clients it fills."""
+
+    rows: np.ndarray  # positions in the caller's `client_ids`
+    shard: int | None  # None = the whole (unsharded) stream
+    ids: pl.Series  # the distinct client ids of those rows
+
+
+def shard_tasks(window: InputWindow, client_ids: np.ndarray) -> list[ShardTask]:
+    """One task per shard holding any of `client_ids`.
 
     Each shard holds every event of its users, so per-user tables computed shard by shard are
-    complete and memory stays bounded by one shard. Shard None = the whole (unsharded) stream."""
+    complete and memory stays bounded by one shard."""
     client_ids = np.asarray(client_ids, dtype=np.int64)
     n = len(window.shards)
     if n == 0:
-        return [(np.arange(len(client_ids)), None, pl.Series(np.unique(client_ids), dtype=pl.Int64))]
+        return [ShardTask(np.arange(len(client_ids)), None, pl.Series(np.unique(client_ids), dtype=pl.Int64))]
     shard = pl.DataFrame({"client_id": client_ids}).select(shard_of(pl.col("client_id"), n))[:, 0].to_numpy()
     tasks = []
     for k in range(n):
         rows = np.flatnonzero(shard == k)
         if len(rows):
-            tasks.append((rows, k, pl.Series(np.unique(client_ids[rows]), dtype=pl.Int64)))
+            tasks.append(ShardTask(rows, k, pl.Series(np.unique(client_ids[rows]), dtype=pl.Int64)))
     return tasks
 
 
-def shard_events(window: InputWindow, shard: int | None, ids: pl.Series) -> pl.LazyFrame:
-    """The lazy events of clients `ids` in one shard."""
-    return window.stream(shard).filter(pl.col("client_id").is_in(ids.implode()))
+def shard_events(window: InputWindow, task: ShardTask) -> pl.LazyFrame:
+    """The lazy events of one task's clients in its shard."""
+    return window.stream(task.shard).filter(pl.col("client_id").is_in(task.ids.implode()))
 
 
 def iter_raw(
@@ -74,11 +83,11 @@ def iter_raw(
     client_ids = np.asarray(client_ids, dtype=np.int64)
     fill = np.array([np.nan if c in nullable else 0.0 for c in columns], dtype=np.float32)
     tasks = shard_tasks(window, client_ids)
-    tables = map_shards(lambda task: shard_table(shard_events(window, task[1], task[2])), tasks)
-    for (rows, _, _), table in zip(tasks, tables):
-        block = np.broadcast_to(fill, (len(rows), len(columns))).copy()
-        place_rows(table, columns, client_ids[rows], block)
-        yield rows, block
+    tables = map_shards(lambda task: shard_table(shard_events(window, task)), tasks)
+    for task, table in zip(tasks, tables):
+        block = np.broadcast_to(fill, (len(task.rows), len(columns))).copy()
+        place_rows(table, columns, client_ids[task.rows], block)
+        yield task.rows, block
 
 
 def raw_matrix(window: InputWindow, client_ids: np.ndarray, shard_table, columns, nullable=frozenset()) -> np.ndarray:
