@@ -5,7 +5,10 @@ oracle, the oracle plus Gaussian noise at three levels, the oracle cut to a quar
 columns, and (with --blocks) profiles of registered blocks fitted on the world. Each is scored in
 both modes on the first N clients of the hash order; the script prints every score, Spearman's
 rho per task (aim ≥ 0.9) and the time of each mode. --jobs runs entries in parallel processes
-(one torch thread each).
+(one torch thread each). --orders-full / --orders-quick score each entry K times (row order k,
+network seed 1278+k) and rank by the mean, so that one run's initialisation noise does not decide
+the ranking; --modes full on a GPU and --modes quick on the CPU split the work between machines
+(the entries are a function of the world and the seed: --scores-from merges the other half).
 
     nice -n 10 .venv/bin/python benchmarks/quick_vs_full.py --data-dir W --clients 2000 \\
         --blocks baseline,counts,features --jobs 2 --out /tmp/qvf
@@ -15,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -56,15 +59,16 @@ def make_entries(data_dir: Path, blocks: list[str], n: int | None, out: Path, se
     return paths
 
 
-def score(job: tuple[Path, Path, Path, str, tuple[str, ...]]) -> tuple[str, str, dict[str, float], float]:
+def score(job: tuple[Path, Path, Path, str, tuple[str, ...], int, str]) -> tuple[str, str, dict[str, float], float]:
     import torch
 
     from ubp.evaluation.evaluate import evaluate
 
     torch.set_num_threads(1)
-    data_dir, entry, out, mode, tasks = job
+    data_dir, entry, out, mode, tasks, orders, device = job
     t0 = time.perf_counter()
-    result = evaluate(data_dir, entry, out / f"{entry.name}_{mode}", tasks=tasks, mode=mode, device="cpu")
+    result = evaluate(data_dir, entry, out / f"{entry.name}_{mode}", tasks=tasks, mode=mode, device=device,
+                      orders=orders)
     return entry.name, mode, {t: r["score"] for t, r in result.scores["tasks"].items()}, time.perf_counter() - t0
 
 
@@ -75,26 +79,42 @@ def main() -> None:
     ap.add_argument("--blocks", default="", help="comma-separated blocks to add as entries")
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--modes", nargs="+", default=["quick", "full"], choices=["quick", "full"])
+    ap.add_argument("--orders-full", type=int, default=1)
+    ap.add_argument("--orders-quick", type=int, default=1)
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    ap.add_argument("--scores-from", type=Path, help="a quick_vs_full.json whose scores fill the modes not run here")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
     blocks = [b for b in args.blocks.split(",") if b]
     entries = make_entries(args.data_dir, blocks, args.clients, args.out)
-    jobs = [(args.data_dir, path, args.out, mode, tuple(args.tasks)) for path in entries.values() for mode in ("quick", "full")]
+    orders = {"full": args.orders_full, "quick": args.orders_quick}
+    jobs = [(args.data_dir, path, args.out, mode, tuple(args.tasks), orders[mode], args.device)
+            for path in entries.values() for mode in args.modes]
     scores: dict[str, dict[str, dict[str, float]]] = {"full": {}, "quick": {}}
     seconds = {"full": 0.0, "quick": 0.0}
+    if args.scores_from is not None:
+        other = json.loads(args.scores_from.read_text())
+        for mode in {"full", "quick"} - set(args.modes):
+            scores[mode], seconds[mode] = other["scores"][mode], other["seconds"][mode]
     # spawn, not fork: polars' and torch's thread pools do not survive a fork (it deadlocks)
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for name, mode, result, wall in pool.map(score, jobs):
             scores[mode][name] = result
             seconds[mode] += wall
             print(f"{name:<24} {mode:<5} " + " ".join(f"{t} {result[t]:.4f}" for t in args.tasks), flush=True)
+            (args.out / "quick_vs_full.json").write_text(json.dumps({"scores": scores, "seconds": seconds}, indent=1))
+    if not (scores["full"] and scores["quick"]):
+        return
     rho = {t: float(spearmanr([scores["full"][e][t] for e in entries], [scores["quick"][e][t] for e in entries]).statistic)
            for t in args.tasks}
     print(f"\nSpearman rho (quick vs full) over {len(entries)} entries:")
     for task in args.tasks:
         print(f"  {task:<20} {rho[task]:.3f}")
-    print(f"time: full {seconds['full']:.0f}s, quick {seconds['quick']:.0f}s, full/quick = {seconds['full'] / seconds['quick']:.1f}x")
+    print(f"time: full {seconds['full']:.0f}s ({orders['full']} runs each), quick {seconds['quick']:.0f}s "
+          f"({orders['quick']} runs each), per run full/quick = "
+          f"{seconds['full'] / orders['full'] / (seconds['quick'] / orders['quick']):.1f}x")
     (args.out / "quick_vs_full.json").write_text(json.dumps({"scores": scores, "spearman": rho, "seconds": seconds}, indent=1))
 
 

@@ -21,7 +21,7 @@ from ubp.encoders.sequence.config import make_config
 from ubp.encoders.sequence.encoder import SequenceEncoder
 from ubp.encoders.sequence.model import SequenceModel
 from ubp.encoders.sequence.objectives import objective_losses, sampled_softmax, vocabulary_tensors
-from ubp.encoders.sequence.tokens import item_vocabulary, make_batch, tokenize, training_chunks
+from ubp.encoders.sequence.tokens import batch_width, item_vocabulary, make_batch, tokenize, training_chunks
 from ubp.errors import InputError
 from ubp.layout import STREAM_SCHEMA, VECTOR_LEN
 
@@ -153,6 +153,35 @@ def test_padding_changes_neither_losses_nor_embeddings(window: InputWindow) -> N
     for name in losses[0]:
         torch.testing.assert_close(losses[0][name], losses[1][name])
     torch.testing.assert_close(model.user_embedding(exact), model.user_embedding(padded))
+
+
+def test_batch_width_rounds_up_to_the_multiple_within_the_limit() -> None:
+    assert batch_width(np.array([3, 70])) == 70
+    assert batch_width(np.array([3, 70]), multiple=64) == 128
+    assert batch_width(np.array([3, 70]), multiple=64, limit=100) == 100
+    assert batch_width(np.array([3, 250]), multiple=64, limit=256) == 256
+    assert batch_width(np.array([], dtype=np.int64), multiple=64) == 64
+
+
+def test_a_wider_batch_gives_the_same_losses_and_embeddings(window: InputWindow) -> None:
+    """Padding to a fixed width (as on a GPU) changes nothing at the real positions."""
+    cfg = make_config("tiny", **TINY)
+    tokens = tokenize(window, cfg.hash_rows, cfg.price_buckets)
+    vocab = vocabulary_tensors(*item_vocabulary(tokens, cfg.hash_rows))
+    torch.manual_seed(0)
+    model = SequenceModel(cfg).eval()
+    order = np.argsort(tokens.lengths)[::-1][:3]
+    start = tokens.offsets[order]
+    end = np.minimum(tokens.offsets[order + 1], start + 10)
+    width = batch_width(end - start, multiple=64, limit=cfg.max_len)
+    exact, wide = make_batch(tokens, start, end), make_batch(tokens, start, end, width=width)
+    assert wide["event_type"].shape == (3, cfg.max_len) and exact["event_type"].shape[1] == int((end - start).max())
+    first = torch.tensor([True, True, True])
+    losses = [objective_losses(model, model(b), b, first, cfg, vocab, torch.Generator().manual_seed(3))
+              for b in (exact, wide)]
+    for name in losses[0]:
+        torch.testing.assert_close(losses[0][name], losses[1][name])
+    torch.testing.assert_close(model.user_embedding(exact), model.user_embedding(wide))
 
 
 def test_sampled_softmax_with_every_item_is_the_full_softmax() -> None:

@@ -94,6 +94,8 @@ def test_labels_come_from_the_whole_history_not_the_chunk() -> None:
     assert seen[2] == [{6}, set(), set(), set()]  # padding positions: no label
     valid = future_labels(window, tokens.ids, start, length, torch.Generator())[1]
     assert valid.tolist() == [[True, True, False, False], [True, True, False, False], [True, False, False, False]]
+    labels, wide = future_labels(window, tokens.ids, start, length, torch.Generator(), width=6)  # a GPU's padding
+    assert labels.shape == (3, 6, 6) and wide[:, :4].tolist() == valid.tolist() and not wide[:, 4:].any()
 
 
 def test_labels_never_reach_past_the_cutoff(tmp_path: Path) -> None:

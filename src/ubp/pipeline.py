@@ -73,10 +73,13 @@ def entry_digest(entry_dir: Path) -> str:
 
 def evaluate_cached(data_dir: Path, entry_dir: Path, out: Path, opts: RunOptions) -> dict:
     """Scores of one entry, reusing earlier scores of the same entry bytes and settings."""
-    from ubp.evaluation.evaluate import evaluate
+    from dataclasses import asdict
 
-    key = {"entry": entry_digest(entry_dir), "mode": opts.mode, "orders": opts.orders, "seeds": "1278+k",
-           "tasks": list(opts.tasks)}
+    from ubp.evaluation.evaluate import evaluate
+    from ubp.evaluation.trainer import PROTOCOLS
+
+    key = {"entry": entry_digest(entry_dir), "mode": opts.mode, "protocol": asdict(PROTOCOLS[opts.mode]),
+           "orders": opts.orders, "seeds": "1278+k", "tasks": list(opts.tasks)}
     stamp = out / "eval_key.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == key and (out / "scores.json").is_file():
         return json.loads((out / "scores.json").read_text())

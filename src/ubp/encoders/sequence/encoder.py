@@ -10,12 +10,19 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ubp.config import to_dict
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
-from ubp.config import to_dict
 from ubp.encoders.sequence.config import SequenceConfig, make_config
 from ubp.encoders.sequence.model import SequenceModel
-from ubp.encoders.sequence.tokens import Tokens, inference_windows, make_batch, tokenize
+from ubp.encoders.sequence.tokens import (
+    Tokens,
+    batch_width,
+    inference_windows,
+    make_batch,
+    tokenize,
+    width_multiple,
+)
 from ubp.encoders.sequence.train import Callback, train
 
 MODEL_FILE = "sequence.pt"
@@ -88,7 +95,8 @@ def embed_clients(
     by_length = np.argsort(end - start, kind="stable")
     for i in range(0, len(by_length), batch_size):
         rows = by_length[i : i + batch_size]
-        batch = make_batch(tokens, start[rows], end[rows], device)
+        width = batch_width(end[rows] - start[rows], width_multiple(device), max_len)
+        batch = make_batch(tokens, start[rows], end[rows], device, width)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out[rows] = model.user_embedding(batch).float().cpu().numpy()
     return out

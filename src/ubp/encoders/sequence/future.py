@@ -60,14 +60,16 @@ def future_labels(
     start: np.ndarray,
     length: np.ndarray,
     generator: torch.Generator,
+    width: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One future event per chunk position, drawn uniformly among those with an id.
 
-    `start`/`length` are the chunks of a batch (B,), padded to the batch's widest; returns the
-    drawn events' id rows (B, L, 6) int64 and `valid` (B, L): real positions with a non-empty
-    future (elsewhere the ids are 0 and the position is no target).
+    `start`/`length` are the chunks of a batch (B,), padded to `width` (default: the batch's
+    widest, as in `make_batch`); returns the drawn events' id rows (B, L, 6) int64 and `valid`
+    (B, L): real positions with a non-empty future (elsewhere the ids are 0 and the position is
+    no target).
     """
-    width = max(int(length.max(initial=0)), 1)
+    width = max(int(length.max(initial=0)), 1) if width is None else width
     pos = np.arange(width)
     real = pos[None, :] < length[:, None]
     if len(window.id_events) == 0:  # no event has an id (or no events): no position has a label

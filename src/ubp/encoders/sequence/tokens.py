@@ -183,10 +183,30 @@ def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def make_batch(tokens: Tokens, start: np.ndarray, end: np.ndarray, device: torch.device | str = "cpu") -> dict:
-    """Right-padded (B, L) tensors of the events start[b]:end[b]; `length` says how many are real."""
-    length = (end - start).astype(np.int64)
+def batch_width(length: np.ndarray, multiple: int = 1, limit: int | None = None) -> int:
+    """Padded width of a batch: its longest chunk rounded up to `multiple`, but not past `limit`.
+
+    On a GPU, kernels that plan per shape (cuDNN attention) then see a handful of widths instead
+    of a new one nearly every step; on a CPU `multiple` = 1 wastes no compute on padding.
+    """
     width = max(int(length.max(initial=0)), 1)
+    rounded = -(-width // multiple) * multiple
+    return rounded if limit is None else min(rounded, max(width, limit))
+
+
+def width_multiple(device: torch.device | str) -> int:
+    return 64 if torch.device(device).type == "cuda" else 1
+
+
+def make_batch(
+    tokens: Tokens, start: np.ndarray, end: np.ndarray, device: torch.device | str = "cpu", width: int | None = None
+) -> dict:
+    """Right-padded (B, width) tensors of the events start[b]:end[b]; `length` says how many are real.
+
+    `width` defaults to the longest chunk.
+    """
+    length = (end - start).astype(np.int64)
+    width = max(int(length.max(initial=0)), 1) if width is None else width
     pos = np.arange(width)
     real = pos[None, :] < length[:, None]
     index = np.where(real, start[:, None] + pos[None, :], 0)

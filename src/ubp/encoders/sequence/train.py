@@ -19,18 +19,20 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ubp.encoders.base import Run
 from ubp.config import to_dict
+from ubp.encoders.base import Run
 from ubp.encoders.sequence.config import SequenceConfig
 from ubp.encoders.sequence.future import future_labels, future_window
 from ubp.encoders.sequence.model import SequenceModel
 from ubp.encoders.sequence.objectives import objective_losses, total_loss, vocabulary_tensors
 from ubp.encoders.sequence.tokens import (
     Tokens,
+    batch_width,
     item_vocabulary,
     length_bucketed_batches,
     make_batch,
     training_chunks,
+    width_multiple,
 )
 
 CHECKPOINT = "sequence.ckpt"
@@ -72,10 +74,11 @@ def train(
             rng = np.random.default_rng([run.seed, epoch])
             epoch_batches = (epoch, length_bucketed_batches(end - start, cfg.batch_size, rng)[rank::world])
         chunk = epoch_batches[1][i]
-        batch = make_batch(tokens, start[chunk], end[chunk], device)
+        width = batch_width(end[chunk] - start[chunk], width_multiple(device), cfg.max_len)
+        batch = make_batch(tokens, start[chunk], end[chunk], device, width)
         generator = torch.Generator().manual_seed(_step_seed(run.seed, step, rank))
         if future is not None:
-            labels, valid = future_labels(future, tokens.ids, start[chunk], end[chunk] - start[chunk], generator)
+            labels, valid = future_labels(future, tokens.ids, start[chunk], end[chunk] - start[chunk], generator, width)
             batch.update(future_ids=labels.to(device), future_valid=valid.to(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             first = torch.from_numpy(is_first[chunk]).to(device)

@@ -1,0 +1,110 @@
+"""Objective ablation of the `sequence` block: all objectives, then each of NIP / NUP / NETP / TDP off.
+
+Every variant is trained with the same seed and settings on the world's input window, embedded
+as an entry (as `ubp embed --blocks sequence` writes it) and scored in the chosen mode beside the
+`baseline` entry. Run 0 of the K runs is the organisers' exact run (entry order, seed 1278);
+the table shows the mean over the K runs, and each run's scores are in ablation.json. --jobs
+trains variants in parallel processes (on one GPU they share the card).
+
+    python benchmarks/sequence_ablation.py --data-dir W --out /tmp/seqab --device cuda \\
+        --set epochs=2 --mode full --orders 3 --jobs 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from ubp.layout import TASKS
+
+VARIANTS: dict[str, dict[str, float]] = {
+    "all": {},
+    "without NIP": {"nip_weight": 0.0},
+    "without NUP": {"nup_weight": 0.0},
+    "without NETP": {"netp_weight": 0.0},
+    "without TDP": {"tdp_weight": 0.0},
+}
+
+
+def fit_and_score(job: tuple[str, dict, Path, Path, str, str, int]) -> tuple[str, dict, float, float]:
+    """Fit one variant (or the baseline), write its entry, score it; returns per-task scores and timings."""
+    import torch
+
+    from ubp.data.window import InputWindow
+    from ubp.encoders.base import Run
+    from ubp.evaluation.evaluate import evaluate
+    from ubp.profile import build_profile
+    from ubp.recipe import BlockSpec, Recipe
+
+    torch.set_num_threads(2)
+    name, options, data_dir, out, device, mode, orders = job
+    slug = name.replace(" ", "_")
+    block = BlockSpec("baseline") if name == "baseline" else BlockSpec("sequence", options=options)
+    t0 = time.perf_counter()
+    build_profile(InputWindow.open(data_dir), Recipe(blocks=(block,)), out / slug, out / "blocks" / slug,
+                  Run(seed=0, device="cuda" if device == "cuda" else "cpu", show_progress=False))
+    fit_s = time.perf_counter() - t0
+    result = evaluate(data_dir, out / slug, out / f"{slug}_{mode}", mode=mode, device=device, orders=orders)
+    return name, result.scores["tasks"], fit_s, time.perf_counter() - t0 - fit_s
+
+
+def _parse(pairs: list[str]) -> dict:
+    out: dict = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        for cast in (int, float, str):
+            try:
+                out[key] = cast(value)
+                break
+            except ValueError:
+                continue
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="sequence config overrides")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--mode", choices=("full", "quick"), default="full")
+    ap.add_argument("--orders", type=int, default=1)
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ap.add_argument("--jobs", type=int, default=1)
+    args = ap.parse_args()
+
+    common = {"preset": args.preset, **_parse(args.set)}
+    jobs = [("baseline", {}, args.data_dir, args.out, args.device, args.mode, args.orders)]
+    jobs += [(v, {**common, **VARIANTS[v]}, args.data_dir, args.out, args.device, args.mode, args.orders)
+             for v in args.variants]
+    rows: dict[str, dict] = {}
+    # spawn, not fork: polars', torch's and CUDA's state do not survive a fork
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for name, tasks, fit_s, eval_s in pool.map(fit_and_score, jobs):
+            rows[name] = {"tasks": tasks, "fit_s": fit_s, "eval_s": eval_s}
+            scores = [tasks[t]["score"] for t in TASKS]
+            print(f"{name:<14} fit {fit_s:6.0f}s eval {eval_s:5.0f}s  " + " ".join(f"{x:.4f}" for x in scores)
+                  + f"  avg {sum(scores) / len(scores):.4f}", flush=True)
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "ablation.json").write_text(json.dumps({"config": common, "mode": args.mode,
+                                                                "orders": args.orders, "rows": rows}, indent=1))
+    base = rows["baseline"]["tasks"]
+    print(f"\n{args.mode} mode, mean of {args.orders} run(s); run 0 = the organisers' exact run")
+    print(f"{'variant':<14} " + " ".join(f"{t[:12]:>12}" for t in TASKS) + "      avg  beats baseline")
+    for name, row in rows.items():
+        scores = [row["tasks"][t]["score"] for t in TASKS]
+        first = [row["tasks"][t]["runs"][0]["score"] for t in TASKS]
+        wins = sum(row["tasks"][t]["runs"][0]["score"] > base[t]["runs"][0]["score"] for t in TASKS)
+        print(f"{name:<14} " + " ".join(f"{x:>12.4f}" for x in scores) + f"  {sum(scores) / len(scores):.4f}"
+              + ("" if name == "baseline" else f"  run 0: {wins}/6, mean: "
+                 f"{sum(row['tasks'][t]['score'] > base[t]['score'] for t in TASKS)}/6"))
+        print(f"{'  run 0':<14} " + " ".join(f"{x:>12.4f}" for x in first) + f"  {sum(first) / len(first):.4f}")
+
+
+if __name__ == "__main__":
+    main()
