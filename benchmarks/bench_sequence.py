@@ -32,6 +32,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from ubp.config import parse_assignments
 from ubp.data.window import InputWindow, write_window
 from ubp.encoders.base import Run
 from ubp.encoders.sequence.config import make_config
@@ -226,20 +227,6 @@ def bench_preset(window: InputWindow, preset: str, clients: np.ndarray, n_events
     )
 
 
-def _parse_overrides(pairs: list[str]) -> dict:
-    """key=value pairs; values are read as int, then float, else kept as text."""
-    out: dict = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        for cast in (int, float, str):
-            try:
-                out[key] = cast(value)
-                break
-            except ValueError:
-                continue
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path)
@@ -268,7 +255,7 @@ def main() -> None:
     if peak:
         print(f"{torch.cuda.get_device_name()}: bf16 8192^3 matrix product {peak:.0f} TFLOP/s")
     for preset in args.presets:
-        bench_preset(window, preset, tokens.client_ids, tokens.n_events, device, _parse_overrides(args.set), peak)
+        bench_preset(window, preset, tokens.client_ids, tokens.n_events, device, parse_assignments(args.set), peak)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ubp.config import ConfigError
+from ubp.config import ConfigError, parse_assignments
 from ubp.recipe import BlockSpec, load_recipe
 
 
@@ -53,3 +53,10 @@ def test_fit_key_ignores_weight_but_not_options() -> None:
     assert a.fit_key(0) == BlockSpec("random", weight=0.5, options={"dim": 8}).fit_key(0)
     assert a.fit_key(0) != BlockSpec("random", options={"dim": 9}).fit_key(0)
     assert a.fit_key(0) != a.fit_key(1)
+
+
+def test_command_line_overrides_are_read_as_toml_literals() -> None:
+    assert parse_assignments(["epochs=0.5", "layers=2", "bf16=true", "preset=cpu", 'name="a b"']) == {
+        "epochs": 0.5, "layers": 2, "bf16": True, "preset": "cpu", "name": "a b"}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_assignments(["epochs"])

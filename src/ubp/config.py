@@ -61,5 +61,20 @@ def load_toml(path: Path | str) -> dict[str, Any]:
         raise ConfigError(f"{path}: {e}") from None
 
 
+def parse_assignments(pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings (command-line overrides) as a dict; a value is read as a TOML literal
+    (number, boolean, quoted string) and kept as plain text when it is not one."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {pair!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
