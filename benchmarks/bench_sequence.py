@@ -220,7 +220,8 @@ def bench_preset(window: InputWindow, preset: str, clients: np.ndarray, n_events
         f"out {out.shape} {out.dtype}\n"
         f"       full-length step ({cfg.batch_size}x{cfg.max_len}): {prof['flops'] / 1e9:,.1f} GFLOP; "
         f"batch {prof['batch'] * 1e3:.1f} ms + forward {prof['forward'] * 1e3:.1f} ms + backward/optimiser "
-        f"{prof['backward'] * 1e3:.1f} ms = {prof_step * 1e3:.1f} ms; {rate:.1f} TFLOP/s"
+        f"{prof['backward'] * 1e3:.1f} ms = {prof_step * 1e3:.1f} ms; "
+        + (f"{rate:.1f} TFLOP/s" if rate >= 1 else f"{rate * 1e3:.1f} GFLOP/s")
         + (f" = {rate / peak:.1%} of the measured bf16 matmul rate ({peak:.0f} TFLOP/s)" if peak else "")
         + f"; data share {prof['batch'] / prof_step:.0%}"
         + (f"; GPU busy {busy:.0f}% of the fit (nvidia-smi)" if not math.isnan(busy) else "")
