@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from ubp.cli import main
@@ -139,3 +140,12 @@ def test_blend_in_row_chunks_matches_whole_matrix_float64(monkeypatch) -> None:
     matrix, _ = blend([block], Recipe(blocks=(BlockSpec("counts", normalise="standardize", weight=0.3),)))
     np.testing.assert_array_equal(matrix, want)
     assert matrix is block.matrix
+
+
+def test_entries_are_scored_side_by_side_only_where_threads_allow(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ubp.pipeline import RunOptions, evaluation_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert evaluation_workers(RunOptions(out=Path("x"), mode="quick", device="cpu"), n_entries=5) == 4
+    assert evaluation_workers(RunOptions(out=Path("x"), mode="quick", device="cpu"), n_entries=2) == 2
+    assert evaluation_workers(RunOptions(out=Path("x"), mode="full", device="cpu"), n_entries=5) == 1  # all threads

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -91,6 +92,45 @@ def evaluate_cached(data_dir: Path, entry_dir: Path, out: Path, opts: RunOptions
     return json.loads((out / "scores.json").read_text())
 
 
+def evaluation_workers(opts: RunOptions, n_entries: int) -> int:
+    """Processes that score entries side by side: on a CPU, as many as the cores hold at the
+    protocol's thread count (quick mode uses one thread, so 2 cores score 2 entries at once)."""
+    from ubp.evaluation.trainer import PROTOCOLS
+
+    threads = PROTOCOLS[opts.mode].threads
+    if _device(opts.device) != "cpu" or threads is None:
+        return 1
+    return max(1, min(n_entries, (os.cpu_count() or 1) // threads))
+
+
+def evaluate_entries(data_dir: Path, entries: dict[str, Path], out: Path, opts: RunOptions,
+                     times: StageTimes) -> dict[str, dict]:
+    """Scores of every entry, in parallel processes where the cores allow (see `evaluation_workers`)."""
+    workers = evaluation_workers(opts, len(entries))
+    if workers == 1:
+        scores = {}
+        for name, entry_dir in entries.items():
+            with times.stage(f"evaluate {name}"):
+                scores[name] = evaluate_cached(data_dir, entry_dir, out / name, opts)
+        return scores
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
+    quiet = replace(opts, show_progress=False)  # one bar over entries, not one per process
+    log.info("scoring %d entries in %d processes", len(entries), workers)
+    # spawn, not fork: polars' and torch's thread pools do not survive a fork
+    with times.stage(f"evaluate {len(entries)} entries ({workers} processes)"), \
+            ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(evaluate_cached, data_dir, d, out / name, quiet): name for name, d in entries.items()}
+        done = {}
+        for future in tqdm(as_completed(futures), total=len(futures), desc="evaluate", unit="entry",
+                           disable=not opts.show_progress):
+            done[futures[future]] = future.result()
+    return {name: done[name] for name in entries}
+
+
 def run(opts: RunOptions, recipe: Recipe) -> Path:
     """The whole job; returns the path of the report."""
     from ubp.evaluation.validate import validate_entry
@@ -117,10 +157,7 @@ def run(opts: RunOptions, recipe: Recipe) -> Path:
             ref_dir = out / "references" / ref
             build_profile(window, recipe_for_blocks([ref], seed=recipe.seed), ref_dir, out / "blocks", run_ctx)
             entries[ref] = ref_dir
-    scores = {}
-    for name, entry_dir in entries.items():
-        with times.stage(f"evaluate {name}"):
-            scores[name] = evaluate_cached(data_dir, entry_dir, out / "eval" / name, opts)
+    scores = evaluate_entries(data_dir, entries, out / "eval", opts, times)
     report = write_run_report(out, profile=profile, scores=scores, stages=times.stages, window=window,
                               entry_dir=out / "entry", mode=opts.mode)
     return report
