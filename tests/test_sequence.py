@@ -146,13 +146,18 @@ def test_padding_changes_neither_losses_nor_embeddings(window: InputWindow) -> N
     exact = make_batch(tokens, s, s + 6)
     padded = make_batch(tokens, s, s + 14)  # the 8 extra slots hold real events, then are declared padding
     padded["length"][:] = 6
-    first = torch.tensor([True])
-    losses = [objective_losses(model, model(b), b, first, cfg, vocab, torch.Generator().manual_seed(3))
-              for b in (exact, padded)]
-    assert set(losses[0]) == {"nip", "nup", "netp", "tdp"}
+    losses = assert_same_outputs(model, cfg, vocab, exact, padded)
+    assert set(losses) == {"nip", "nup", "netp", "tdp"}
+
+
+def assert_same_outputs(model: SequenceModel, cfg, vocab, a: dict, b: dict) -> dict:
+    """Two batches of the same chunks give the same losses and user embeddings; returns the losses."""
+    first = torch.ones(len(a["length"]), dtype=torch.bool)
+    losses = [objective_losses(model, model(x), x, first, cfg, vocab, torch.Generator().manual_seed(3)) for x in (a, b)]
     for name in losses[0]:
         torch.testing.assert_close(losses[0][name], losses[1][name])
-    torch.testing.assert_close(model.user_embedding(exact), model.user_embedding(padded))
+    torch.testing.assert_close(model.user_embedding(a), model.user_embedding(b))
+    return losses[0]
 
 
 def test_batch_width_rounds_up_to_the_multiple_within_the_limit() -> None:
@@ -176,12 +181,7 @@ def test_a_wider_batch_gives_the_same_losses_and_embeddings(window: InputWindow)
     width = batch_width(end - start, multiple=64, limit=cfg.max_len)
     exact, wide = make_batch(tokens, start, end), make_batch(tokens, start, end, width=width)
     assert wide["event_type"].shape == (3, cfg.max_len) and exact["event_type"].shape[1] == int((end - start).max())
-    first = torch.tensor([True, True, True])
-    losses = [objective_losses(model, model(b), b, first, cfg, vocab, torch.Generator().manual_seed(3))
-              for b in (exact, wide)]
-    for name in losses[0]:
-        torch.testing.assert_close(losses[0][name], losses[1][name])
-    torch.testing.assert_close(model.user_embedding(exact), model.user_embedding(wide))
+    assert_same_outputs(model, cfg, vocab, exact, wide)
 
 
 def test_sampled_softmax_with_every_item_is_the_full_softmax() -> None:
