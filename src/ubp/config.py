@@ -9,11 +9,13 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ubp.errors import UbpError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(UbpError, ValueError):
+    """A recipe or config file that does not match its schema: names the key and what is allowed."""
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
