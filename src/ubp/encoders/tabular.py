@@ -2,15 +2,13 @@
 
 Per-user tables are computed shard by shard (a shard holds every event of its users), so a
 block never holds more than one shard's events; rows are then placed in the caller's order.
-State is saved as `params.json` + `state.npz` (no pickle), written to a temporary folder
-and renamed so a killed save never leaves half a model.
+State is saved as `params.json` + `state.npz` (no pickle), swapped in as one folder so a
+killed save never leaves half a model.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +20,7 @@ import polars as pl
 from ubp.chunks import spans
 from ubp.data.window import InputWindow, shard_of
 from ubp.engines import map_shards
+from ubp.io import atomic_dir, atomic_file, write_text
 
 SECONDS_PER_DAY = 86_400.0
 # Largest fit-client raw matrix kept for transform: with the output matrix beside it, a full-scale
@@ -267,16 +266,11 @@ def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray, clip: float, i
 
 
 def save_state(path: Path | str, params: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Write params.json + state.npz into `path` atomically (temporary folder, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    (tmp / "params.json").write_text(json.dumps(params, indent=1, default=str))
-    np.savez(tmp / "state.npz", **arrays)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    """Write params.json + state.npz into `path`, swapped in together (`ubp.io.atomic_dir`)."""
+    with atomic_dir(path) as tmp:
+        write_text(tmp / "params.json", json.dumps(params, indent=1, default=str))
+        with atomic_file(tmp / "state.npz") as f:
+            np.savez(f, **arrays)
 
 
 def load_state(path: Path | str) -> tuple[dict, dict[str, np.ndarray]]:
