@@ -13,7 +13,8 @@ import numpy as np
 
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
-from ubp.encoders.tabular import load_state, rows_of, save_state
+from ubp.encoders.shard_tables import rows_of
+from ubp.encoders.state import load_state, save_state
 
 ORACLE_DIR = "oracle"
 
