@@ -142,10 +142,16 @@ def test_blend_in_row_chunks_matches_whole_matrix_float64(monkeypatch) -> None:
     assert matrix is block.matrix
 
 
-def test_entries_are_scored_side_by_side_only_where_threads_allow(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ubp.pipeline import RunOptions, evaluation_workers
+def test_networks_train_side_by_side_only_where_threads_and_work_allow(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
 
-    monkeypatch.setattr("os.cpu_count", lambda: 4)
-    assert evaluation_workers(RunOptions(out=Path("x"), mode="quick", device="cpu"), n_entries=5) == 4
-    assert evaluation_workers(RunOptions(out=Path("x"), mode="quick", device="cpu"), n_entries=2) == 2
-    assert evaluation_workers(RunOptions(out=Path("x"), mode="full", device="cpu"), n_entries=5) == 1  # all threads
+    from ubp.evaluation.session import POOL_MIN_ROWS, pool_size
+    from ubp.evaluation.trainer import FULL, QUICK
+
+    monkeypatch.setattr("ubp.evaluation.session.available_cores", lambda: 4)
+    cpu, big = torch.device("cpu"), POOL_MIN_ROWS
+    assert pool_size(QUICK, cpu, n_jobs=120, training_rows=big) == 4
+    assert pool_size(QUICK, cpu, n_jobs=2, training_rows=big) == 2
+    assert pool_size(QUICK, cpu, n_jobs=120, training_rows=big - 1) == 1  # too little work for a pool
+    assert pool_size(FULL, cpu, n_jobs=120, training_rows=big) == 1  # all threads in one process
+    assert pool_size(QUICK, torch.device("cuda"), n_jobs=120, training_rows=big) == 1

@@ -1,7 +1,8 @@
 """`ubp ablate`: leave-one-block-out (and per-objective variants) on the same split.
 
 Each variant is a recipe; blocks whose options did not change come from the fit cache, so
-an ablation costs one evaluation per variant, plus a refit only where options differ.
+an ablation costs a refit only where options differ, and all variants are scored in one
+evaluation session.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from pathlib import Path
 
 from ubp.encoders.base import Run
 from ubp.encoders.registry import create
-from ubp.pipeline import RunOptions, _device, ensure_split, ensure_world, evaluate_cached
+from ubp.io import write_text
+from ubp.monitor import StageTimes
+from ubp.pipeline import RunOptions, _device, ensure_split, ensure_world, evaluate_entries
 from ubp.plots import grouped_bars
 from ubp.profile import build_profile
 from ubp.recipe import Recipe
@@ -49,16 +52,16 @@ def ablate(opts: RunOptions, recipe: Recipe) -> Path:
     data_dir = ensure_world(opts)
     window = ensure_split(data_dir)
     run = Run(seed=recipe.seed, device=_device(opts.device), show_progress=opts.show_progress)
-    table: dict[str, dict] = {}
+    entries: dict[str, Path] = {}
     for name, variant in variants(recipe).items():
-        slug = name.replace(" ", "_")
-        entry = out / "ablation" / slug / "entry"
-        build_profile(window, variant, entry, out / "blocks", run)
-        table[name] = evaluate_cached(data_dir, entry, out / "ablation" / slug / "eval", opts)
+        entries[name] = out / "ablation" / name.replace(" ", "_") / "entry"
+        build_profile(window, variant, entries[name], out / "blocks", run)
+    outs = {name: entry.parent / "eval" for name, entry in entries.items()}
+    table = evaluate_entries(data_dir, entries, outs, opts, StageTimes())
     from ubp.run_report import score_table, task_means
 
     means = {name: task_means(scores) for name, scores in table.items()}
-    (out / "ablation.json").write_text(json.dumps(means, indent=1))
+    write_text(out / "ablation.json", json.dumps(means, indent=1))
     html = (
         "<!doctype html><meta charset='utf-8'><title>ubp ablation</title>"
         f"<h1>Ablation ({opts.mode} mode, {opts.orders} runs: row order and network seed)</h1>"
@@ -66,5 +69,5 @@ def ablate(opts: RunOptions, recipe: Recipe) -> Path:
         + grouped_bars({k: {t: v[0] for t, v in m.items()} for k, m in means.items()},
                        {k: {t: v[1] for t, v in m.items()} for k, m in means.items()}, "ablation")
     )
-    (out / "ablation.html").write_text(html)
+    write_text(out / "ablation.html", html)
     return out / "ablation.html"

@@ -10,8 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -72,63 +71,39 @@ def entry_digest(entry_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def evaluate_cached(data_dir: Path, entry_dir: Path, out: Path, opts: RunOptions) -> dict:
-    """Scores of one entry, reusing earlier scores of the same entry bytes and settings."""
+def evaluation_key(entry_dir: Path, opts: RunOptions) -> dict:
+    """Everything an entry's scores depend on besides the data dir's targets."""
     from dataclasses import asdict
 
-    from ubp.evaluation.evaluate import evaluate
     from ubp.evaluation.trainer import PROTOCOLS
 
-    key = {"entry": entry_digest(entry_dir), "mode": opts.mode, "protocol": asdict(PROTOCOLS[opts.mode]),
-           "orders": opts.orders, "seeds": "1278+k", "tasks": list(opts.tasks)}
-    stamp = out / "eval_key.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) == key and (out / "scores.json").is_file():
-        return json.loads((out / "scores.json").read_text())
-    evaluate(
-        data_dir, entry_dir, out, tasks=opts.tasks, mode=opts.mode, device=opts.device,
-        orders=opts.orders, strict=False, show_progress=opts.show_progress,
-    )
-    stamp.write_text(json.dumps(key))
-    return json.loads((out / "scores.json").read_text())
+    return {"entry": entry_digest(entry_dir), "mode": opts.mode, "protocol": asdict(PROTOCOLS[opts.mode]),
+            "orders": opts.orders, "seeds": "1278+k", "tasks": list(opts.tasks)}
 
 
-def evaluation_workers(opts: RunOptions, n_entries: int) -> int:
-    """Processes that score entries side by side: on a CPU, as many as the cores hold at the
-    protocol's thread count (quick mode uses one thread, so 2 cores score 2 entries at once)."""
-    from ubp.evaluation.trainer import PROTOCOLS
-
-    threads = PROTOCOLS[opts.mode].threads
-    if _device(opts.device) != "cpu" or threads is None:
-        return 1
-    return max(1, min(n_entries, (os.cpu_count() or 1) // threads))
-
-
-def evaluate_entries(data_dir: Path, entries: dict[str, Path], out: Path, opts: RunOptions,
+def evaluate_entries(data_dir: Path, entries: dict[str, Path], outs: dict[str, Path], opts: RunOptions,
                      times: StageTimes) -> dict[str, dict]:
-    """Scores of every entry, in parallel processes where the cores allow (see `evaluation_workers`)."""
-    workers = evaluation_workers(opts, len(entries))
-    if workers == 1:
-        scores = {}
-        for name, entry_dir in entries.items():
-            with times.stage(f"evaluate {name}"):
-                scores[name] = evaluate_cached(data_dir, entry_dir, out / name, opts)
-        return scores
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from multiprocessing import get_context
+    """Scores of every entry, written under outs[name]: earlier scores of the same entry bytes and
+    settings are reused, the others are scored together in one evaluation session."""
+    from ubp.evaluation.evaluate import evaluate_many
+    from ubp.io import write_json
 
-    from tqdm.auto import tqdm
-
-    quiet = replace(opts, show_progress=False)  # one bar over entries, not one per process
-    log.info("scoring %d entries in %d processes", len(entries), workers)
-    # spawn, not fork: polars' and torch's thread pools do not survive a fork
-    with times.stage(f"evaluate {len(entries)} entries ({workers} processes)"), \
-            ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(evaluate_cached, data_dir, d, out / name, quiet): name for name, d in entries.items()}
-        done = {}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="evaluate", unit="entry",
-                           disable=not opts.show_progress):
-            done[futures[future]] = future.result()
-    return {name: done[name] for name in entries}
+    keys = {name: evaluation_key(entry_dir, opts) for name, entry_dir in entries.items()}
+    stale = {}
+    for name, entry_dir in entries.items():
+        stamp = outs[name] / "eval_key.json"
+        if not (stamp.is_file() and json.loads(stamp.read_text()) == keys[name] and (outs[name] / "scores.json").is_file()):
+            stale[name] = entry_dir
+    if stale:
+        with times.stage(f"evaluate {len(stale)} entries"):
+            _, session = evaluate_many(data_dir, stale, {name: outs[name] for name in stale}, tasks=opts.tasks,
+                                       mode=opts.mode, device=opts.device, orders=opts.orders,
+                                       show_progress=opts.show_progress)
+        log.info("evaluation: labels %.1fs, loading %.1fs, training %.1fs (%d networks, %d processes)",
+                 session.labels_s, session.loading_s, session.training_s, session.jobs, session.workers)
+        for name in stale:
+            write_json(outs[name] / "eval_key.json", keys[name])
+    return {name: json.loads((outs[name] / "scores.json").read_text()) for name in entries}
 
 
 def run(opts: RunOptions, recipe: Recipe) -> Path:
@@ -157,7 +132,7 @@ def run(opts: RunOptions, recipe: Recipe) -> Path:
             ref_dir = out / "references" / ref
             build_profile(window, recipe_for_blocks([ref], seed=recipe.seed), ref_dir, out / "blocks", run_ctx)
             entries[ref] = ref_dir
-    scores = evaluate_entries(data_dir, entries, out / "eval", opts, times)
+    scores = evaluate_entries(data_dir, entries, {name: out / "eval" / name for name in entries}, opts, times)
     report = write_run_report(out, profile=profile, scores=scores, stages=times.stages, window=window,
                               entry_dir=out / "entry", mode=opts.mode)
     return report

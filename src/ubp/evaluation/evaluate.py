@@ -1,77 +1,34 @@
-"""`ubp evaluate`: score an entry on the downstream tasks and write scores.json + report.html.
+"""`ubp evaluate`: score entries on the downstream tasks and write scores.json + report.html each.
 
-Row orders and seeds. The organisers' loaders do not shuffle, so an entry's row order moves its
-scores (challenge.md §5). With `orders=1` the entry is scored in its own order with their seed,
-exactly what their pipeline would do with it. With `orders=K>1` it is scored K times: run k in
-the behaviour-free order `hash_order(client_ids, salt=k)`, whatever order the file has, and with
-the network initialised from seed 1278 + k. Every entry with the same clients then meets the same
-K runs, so entries from any writer compare fairly. The seed varies too because the fixed seed
-alone does not fix the network: its first layer's shape follows the entry's width, so two entries
-of different widths start from unrelated weights. Measured on the small world (quick mode): the
-counts entry with 64 all-zero columns appended, which holds exactly the same information, scored
-new-SKU .579 against .593 over the same three orders. A spread over orders alone hides that.
-(`ubp` itself writes entries in the salt-0 order, so for them run 0 is the organisers' run.)
-Each task reports the mean over runs with its spread (std, min, max).
+All entries of one call are scored in one session (`session.py`): labels from the content-keyed
+cache, each entry read once, every (entry × task × run) network trained in one pool. Row orders
+and seeds of the runs: `orders.py`. Each task reports the mean over runs with its spread (std,
+min, max).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import ubp
-from ubp.errors import input_error
-from ubp.evaluation.labels import TaskLabels, build_labels
-from ubp.evaluation.report import atomic_write_text, write_report
-from ubp.evaluation.trainer import PROTOCOLS, TrainResult, resolve_device, train_and_score
-from ubp.evaluation.validate import load_valid_entry
-from ubp.hashing import hash_order, order_fingerprint
+from ubp.device import resolve_device
+from ubp.evaluation.orders import ScoringRun, scoring_runs
+from ubp.evaluation.report import write_report
+from ubp.evaluation.session import LabelSummary, ScoredEntry, SessionTimes, run_session
+from ubp.evaluation.trainer import TrainResult
+from ubp.hashing import order_fingerprint
+from ubp.io import write_text
 from ubp.layout import TASKS
 
-log = logging.getLogger(__name__)
+__all__ = ["EvaluationResult", "evaluate", "evaluate_many", "scoring_runs"]
 
 SCORES_FILE = "scores.json"
 REPORT_FILE = "report.html"
-
-
-@dataclass(frozen=True)
-class ScoringRun:
-    """One training of the downstream network: a row order (a permutation of entry rows) and a seed."""
-
-    name: str
-    perm: np.ndarray
-    seed: int
-
-
-def scoring_runs(client_ids: np.ndarray, k: int, base_seed: int) -> list[ScoringRun]:
-    """The runs an entry is scored with; see the module docstring."""
-    if k < 1:
-        raise ValueError(f"orders must be at least 1, got {k}")
-    if k == 1:
-        return [ScoringRun("entry", np.arange(len(client_ids)), base_seed)]
-    return [ScoringRun(f"hash-salt-{s}", hash_order(client_ids, salt=s), base_seed + s) for s in range(k)]
-
-
-def missing_relevant(data_dir: Path, client_ids: np.ndarray, strict: bool) -> int | None:
-    """How many relevant clients have no row (None when the data dir lists none)."""
-    path = Path(data_dir) / "input" / "relevant_clients.npy"
-    if not path.is_file():
-        if strict:
-            raise FileNotFoundError(f"{path}: missing; --strict checks the entry against it")
-        return None
-    missing = np.setdiff1d(np.load(path).astype(np.int64), client_ids)
-    if len(missing):
-        message = f"{len(missing)} relevant clients have no row in the entry"
-        if strict:
-            raise input_error(path, message, example=int(missing[0]))
-        log.warning("warning: %s (example: %d); they are not scored", message, int(missing[0]))
-    return int(len(missing))
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -82,17 +39,15 @@ def _spread(values: list[float]) -> dict[str, float]:
     }
 
 
-def _task_record(labels: TaskLabels, runs: list[TrainResult], plan: list[ScoringRun]) -> dict:
-    scored = labels.scored
+def _task_record(labels: LabelSummary, runs: list[TrainResult], plan: list[ScoringRun]) -> dict:
     scores = [r.score for r in runs]
-    val = labels.validation[scored]
     return {
         "score": round(statistics.fmean(scores), 4),
         **_spread(scores),
-        "n_clients": int(scored.sum()),
+        "n_clients": labels.n_clients,
         "n_labels": labels.n_labels,
-        "n_positives": {"train": int(labels.train[scored].sum()), "validation": int(val.sum())},
-        "labels_with_validation_positive": int(val.any(axis=0).sum()),
+        "n_positives": {"train": labels.train_positives, "validation": labels.validation_positives},
+        "labels_with_validation_positive": labels.labels_with_validation_positive,
         "wall_s": round(sum(r.wall_s for r in runs), 3),
         "runs": [
             {
@@ -128,6 +83,66 @@ class EvaluationResult:
         return "\n".join(lines)
 
 
+def default_label_cache(data_dir: Path) -> Path:
+    """Where a data dir's label tables are cached: inside it, so they travel with it."""
+    return Path(data_dir) / "cache" / "labels"
+
+
+def entry_scores(data_dir: Path, entry: ScoredEntry, mode: str, device: str) -> dict:
+    """The scores.json content of one entry of a session."""
+    plan = entry.plan
+    return {
+        "package_version": ubp.__version__,
+        "mode": mode,
+        "device": device,
+        "torch_version": torch.__version__,
+        "entry": str(entry.entry_dir),
+        "data_dir": str(data_dir),
+        "n_clients": int(len(entry.client_ids)),
+        "embedding_width": entry.width,
+        "missing_relevant_clients": entry.missing_relevant,
+        "order_fingerprint": order_fingerprint(entry.client_ids),
+        "n_orders": len(plan),
+        "orders": [{"name": p.name, "seed": p.seed, "fingerprint": order_fingerprint(entry.client_ids[p.perm])}
+                   for p in plan],
+        "tasks": {task: _task_record(entry.labels[task], runs, plan) for task, runs in entry.results.items()},
+    }
+
+
+def write_scores(scores: dict, out: Path) -> EvaluationResult:
+    out = Path(out)
+    scores_path, report_path = out / SCORES_FILE, out / REPORT_FILE
+    write_text(scores_path, json.dumps(scores, indent=2))
+    write_report(scores, report_path)
+    return EvaluationResult(scores=scores, scores_path=scores_path, report_path=report_path)
+
+
+def evaluate_many(
+    data_dir: Path,
+    entries: dict[str, Path],
+    outs: dict[str, Path],
+    tasks: tuple[str, ...] = TASKS,
+    mode: str = "quick",
+    device: str = "auto",
+    orders: int = 1,
+    strict: bool = False,
+    show_progress: bool = False,
+    workers: int | None = None,
+    label_cache: Path | None | bool = True,
+) -> tuple[dict[str, EvaluationResult], SessionTimes]:
+    """Score `entries` (name → entry dir) in one session; write each one's scores to `outs[name]`.
+
+    `label_cache`: True for the data dir's own cache, a folder, or None/False to build labels afresh.
+    """
+    cache = default_label_cache(data_dir) if label_cache is True else (label_cache or None)
+    scored, times = run_session(data_dir, entries, tasks, mode=mode, device=device, orders=orders, strict=strict,
+                                workers=workers, label_cache=cache, show_progress=show_progress)
+    device_name = str(resolve_device(device))
+    results = {name: write_scores(entry_scores(data_dir, entry, mode, device_name), outs[name])
+               for name, entry in scored.items()}
+    return results, times
+
+
 def evaluate(
     data_dir: Path,
     entry_dir: Path,
@@ -138,52 +153,11 @@ def evaluate(
     orders: int = 1,
     strict: bool = False,
     show_progress: bool = False,
+    workers: int | None = None,
+    label_cache: Path | None | bool = True,
 ) -> EvaluationResult:
-    """Score an entry on `tasks` with the `mode` protocol; write scores.json and report.html to `out`."""
-    protocol = PROTOCOLS[mode]
-    torch_device = resolve_device(device)
-    client_ids, embeddings = load_valid_entry(entry_dir)
-    n_missing = missing_relevant(data_dir, client_ids, strict)
-    tasks = tuple(dict.fromkeys(tasks))
-    labels = build_labels(data_dir, client_ids, tasks)
-    for task, task_labels in labels.items():
-        if not task_labels.scored.any():
-            where = Path(data_dir) / "target" / "active_clients.npy" if task == "churn" else Path(entry_dir)
-            raise input_error(where, f"task {task} has no client of the entry to score")
-    x_all = torch.from_numpy(embeddings).to(torch_device)  # float16; cast per batch
-    plan = scoring_runs(client_ids, orders, protocol.seed)
-    records = {}
-    for task in tasks:
-        task_labels = labels[task]
-        runs = []
-        for p in plan:
-            rows = p.perm[task_labels.scored[p.perm]]
-            rows_t = torch.from_numpy(rows).to(torch_device)
-            desc = task if len(plan) == 1 else f"{task} [{p.name}]"
-            runs.append(train_and_score(
-                x_all[rows_t],
-                torch.from_numpy(task_labels.train[rows]).to(torch_device),
-                torch.from_numpy(task_labels.validation[rows]),
-                task_labels.popularity, protocol, seed=p.seed, desc=desc, show_progress=show_progress,
-            ))
-        records[task] = _task_record(task_labels, runs, plan)
-    scores = {
-        "package_version": ubp.__version__,
-        "mode": mode,
-        "device": str(torch_device),
-        "torch_version": torch.__version__,
-        "entry": str(entry_dir),
-        "data_dir": str(data_dir),
-        "n_clients": int(len(client_ids)),
-        "embedding_width": int(embeddings.shape[1]),
-        "missing_relevant_clients": n_missing,
-        "order_fingerprint": order_fingerprint(client_ids),
-        "n_orders": len(plan),
-        "orders": [{"name": p.name, "seed": p.seed, "fingerprint": order_fingerprint(client_ids[p.perm])} for p in plan],
-        "tasks": records,
-    }
-    out = Path(out)
-    scores_path, report_path = out / SCORES_FILE, out / REPORT_FILE
-    atomic_write_text(scores_path, json.dumps(scores, indent=2))
-    write_report(scores, report_path)
-    return EvaluationResult(scores=scores, scores_path=scores_path, report_path=report_path)
+    """Score one entry on `tasks` with the `mode` protocol; write scores.json and report.html to `out`."""
+    results, _ = evaluate_many(data_dir, {"entry": Path(entry_dir)}, {"entry": Path(out)}, tasks=tasks, mode=mode,
+                               device=device, orders=orders, strict=strict, show_progress=show_progress,
+                               workers=workers, label_cache=label_cache)
+    return results["entry"]

@@ -1,4 +1,4 @@
-"""Label matrices of all six tasks, built at once with joins and aligned with the entry's rows.
+"""Label matrices of all six tasks: built at once with joins, then aligned with an entry's rows.
 
 The organisers compute each client's label inside `__getitem__` by scanning the whole target
 table; here each task is one join per target window, so labels for a million clients take
@@ -6,6 +6,8 @@ seconds. Rules (challenge.md §4): churn keeps the entry clients that are in
 `active_clients.npy`, conversion keeps them all; both are 1 when the client has no
 `product_buy` in the window. A propensity task is a multi-hot over the ids in
 `target/<task>.npy`, matched on the column named by the last word of the task name.
+Each task is first a `TaskTable` of (client, label) pairs that depends on no entry (the form the
+label cache stores), then aligned with an entry's rows by a sorted lookup.
 """
 
 from __future__ import annotations
@@ -96,51 +98,100 @@ def load_popularity(path: Path, n_targets: int) -> np.ndarray:
     return pop
 
 
-def no_buy_labels(client_ids: np.ndarray, window: pl.DataFrame) -> np.ndarray:
-    """(n, 1) bool: True where the client has no product_buy in the window."""
-    buyers = window.get_column("client_id").unique().to_numpy()
-    return ~np.isin(client_ids, buyers)[:, None]
+@dataclass(frozen=True)
+class TaskTable:
+    """One task's labels keyed by client id, before any entry is seen: the form that is cached.
+
+    `positives[window]` holds the (client_id, label index) pairs that are set; for a churn-type
+    task (`no_buy`) they are the window's buyers, whose label is 0 while everyone else's is 1.
+    """
+
+    task: str
+    n_labels: int
+    no_buy: bool
+    positives: dict[str, tuple[np.ndarray, np.ndarray]]  # window -> (client_id int64, label int64)
+    scored_ids: np.ndarray | None  # churn: the active clients; None: every entry client is scored
+    popularity: np.ndarray | None
+
+    def align(self, client_ids: np.ndarray) -> TaskLabels:
+        """The labels of the entry's clients, in the entry's row order (ids must be unique)."""
+        client_ids = np.asarray(client_ids, dtype=np.int64)
+        matrices = []
+        for window in WINDOWS:
+            clients, labels = self.positives[window]
+            if self.no_buy:
+                matrices.append(~np.isin(client_ids, clients)[:, None])
+                continue
+            hit, rows = entry_rows(client_ids, clients)
+            out = np.zeros((len(client_ids), self.n_labels), dtype=bool)
+            out[rows, labels[hit]] = True
+            matrices.append(out)
+        scored = np.ones(len(client_ids), dtype=bool) if self.scored_ids is None else np.isin(client_ids, self.scored_ids)
+        return TaskLabels(self.task, scored, matrices[0], matrices[1], self.popularity)
 
 
-def multi_hot(client_ids: np.ndarray, window: pl.DataFrame, column: str, targets: np.ndarray) -> np.ndarray:
-    """(n, n_targets) bool: which target values each client bought in the window."""
-    entry = pl.DataFrame({"client_id": client_ids, "row": np.arange(len(client_ids), dtype=np.int64)})
+def entry_rows(client_ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hit, rows): which `wanted` ids the entry holds, and the entry row of each one held."""
+    order = np.argsort(client_ids, kind="stable")
+    sorted_ids = client_ids[order]
+    if len(sorted_ids) == 0:
+        return np.zeros(len(wanted), dtype=bool), np.zeros(0, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(sorted_ids, wanted), len(sorted_ids) - 1)
+    hit = sorted_ids[pos] == wanted
+    return hit, order[pos[hit]]
+
+
+def propensity_pairs(window: pl.DataFrame, column: str, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (client_id, target index) pairs of the window's buys of a target value."""
     lookup = pl.DataFrame({column: targets, "label": np.arange(len(targets), dtype=np.int64)})
-    pairs = (
-        window.lazy()
-        .select("client_id", column)
-        .join(lookup.lazy(), on=column)
-        .join(entry.lazy(), on="client_id")
-        .select("row", "label")
-        .collect()
-    )
-    out = np.zeros((len(client_ids), len(targets)), dtype=bool)
-    out[pairs.get_column("row").to_numpy(), pairs.get_column("label").to_numpy()] = True
-    return out
+    pairs = window.lazy().select("client_id", column).join(lookup.lazy(), on=column).select(
+        "client_id", "label").unique().sort("client_id", "label").collect()
+    return pairs.get_column("client_id").to_numpy(), pairs.get_column("label").to_numpy()
 
 
-def build_labels(data_dir: Path, client_ids: np.ndarray, tasks: tuple[str, ...]) -> dict[str, TaskLabels]:
-    """Train and validation labels of `tasks` for the entry's clients, in the entry's order."""
+def buyer_pairs(window: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The window's distinct buyers, each paired with label 0 (the churn-type label they do not get)."""
+    buyers = np.sort(window.get_column("client_id").unique().to_numpy())
+    return buyers, np.zeros(len(buyers), dtype=np.int64)
+
+
+def task_inputs(data_dir: Path, task: str) -> list[Path]:
+    """The files a task's labels are built from, beside the two target windows."""
+    target = Path(data_dir) / "target"
+    if task in PROPENSITY_TASKS:
+        return [target / f"{task}.npy", target / f"popularity_{task}.npy"]
+    if task == "churn":
+        return [target / "active_clients.npy"]
+    if task == "conversion":
+        return []
+    raise ValueError(f"unknown task {task!r}")
+
+
+def build_task_tables(data_dir: Path, tasks: tuple[str, ...]) -> dict[str, TaskTable]:
+    """The label tables of `tasks`, reading each target window once."""
     data_dir = Path(data_dir)
-    client_ids = np.asarray(client_ids, dtype=np.int64)
+    for task in tasks:
+        task_inputs(data_dir, task)  # an unknown task fails before any file is read
     columns = ["client_id", *sorted({propensity_column(t) for t in tasks if t in PROPENSITY_TASKS})]
     windows = {w: read_target_window(target_path(data_dir, w), columns) for w in WINDOWS}
-    everyone = np.ones(len(client_ids), dtype=bool)
-    labels: dict[str, TaskLabels] = {}
+    tables: dict[str, TaskTable] = {}
     for task in tasks:
         if task in PROPENSITY_TASKS:
             targets = load_targets(data_dir / "target" / f"{task}.npy")
             popularity = load_popularity(data_dir / "target" / f"popularity_{task}.npy", len(targets))
             column = propensity_column(task)
-            train, validation = (multi_hot(client_ids, windows[w], column, targets) for w in WINDOWS)
-            labels[task] = TaskLabels(task, everyone, train, validation, popularity)
-        elif task in ("churn", "conversion"):
-            scored = everyone
+            positives = {w: propensity_pairs(windows[w], column, targets) for w in WINDOWS}
+            tables[task] = TaskTable(task, len(targets), False, positives, None, popularity)
+        else:
+            scored = None
             if task == "churn":
                 active = _load_npy(data_dir / "target" / "active_clients.npy", "the clients churn is scored on")
-                scored = np.isin(client_ids, active.astype(np.int64))
-            train, validation = (no_buy_labels(client_ids, windows[w]) for w in WINDOWS)
-            labels[task] = TaskLabels(task, scored, train, validation, None)
-        else:
-            raise ValueError(f"unknown task {task!r}")
-    return labels
+                scored = np.unique(active.astype(np.int64))
+            positives = {w: buyer_pairs(windows[w]) for w in WINDOWS}
+            tables[task] = TaskTable(task, 1, True, positives, scored, None)
+    return tables
+
+
+def build_labels(data_dir: Path, client_ids: np.ndarray, tasks: tuple[str, ...]) -> dict[str, TaskLabels]:
+    """Train and validation labels of `tasks` for the entry's clients, in the entry's order."""
+    return {task: table.align(client_ids) for task, table in build_task_tables(data_dir, tasks).items()}

@@ -8,23 +8,9 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
-import tempfile
 from pathlib import Path
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary name in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from ubp.io import write_text
 
 
 def plot_png(scores: dict) -> bytes:
@@ -95,4 +81,4 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} th{{background:#
 
 
 def write_report(scores: dict, path: Path) -> None:
-    atomic_write_text(path, render_html(scores))
+    write_text(path, render_html(scores))

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ubp.chunks import spans
 from ubp.evaluation.metrics import EpochMetrics, score_epoch
 from ubp.evaluation.model import Net
 
@@ -60,6 +61,7 @@ class TrainResult:
 
     epochs: tuple[EpochMetrics, ...]
     wall_s: float
+    metrics_s: float = 0.0  # of wall_s, the time spent computing validation metrics
 
     @property
     def best_epoch(self) -> int:
@@ -70,14 +72,6 @@ class TrainResult:
     @property
     def score(self) -> float:
         return round(self.epochs[self.best_epoch].score, 4)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but torch sees no CUDA device; use --device cpu or auto")
-    return torch.device(device)
 
 
 @contextlib.contextmanager
@@ -108,10 +102,6 @@ def exact_float32(device: torch.device) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-def _batches(n: int, size: int) -> list[slice]:
-    return [slice(lo, min(lo + size, n)) for lo in range(0, n, size)]
-
-
 @torch.inference_mode()
 def _predict(net: Net, x: torch.Tensor, batches: list[slice]) -> torch.Tensor:
     net.eval()
@@ -136,9 +126,10 @@ def train_and_score(
     """
     start = time.perf_counter()
     device = x.device
-    batches = _batches(x.shape[0], protocol.batch_size)
+    batches = list(spans(x.shape[0], protocol.batch_size))
     y_validation_cpu = y_validation.cpu()
     epochs: list[EpochMetrics] = []
+    metrics_s = 0.0
     with exact_float32(device), cpu_threads(protocol.threads if device.type == "cpu" else None):
         torch.manual_seed(protocol.seed if seed is None else seed)
         net = Net(x.shape[1], y_train.shape[1], protocol.thin, protocol.wide, protocol.blocks).to(device)
@@ -156,5 +147,7 @@ def train_and_score(
                     optimizer.step()
                     bar.update()
                 logits = _predict(net, x, batches)
+                scored_at = time.perf_counter()
                 epochs.append(score_epoch(logits, y_validation_cpu, popularity, protocol.batch_size))
-    return TrainResult(epochs=tuple(epochs), wall_s=time.perf_counter() - start)
+                metrics_s += time.perf_counter() - scored_at
+    return TrainResult(epochs=tuple(epochs), wall_s=time.perf_counter() - start, metrics_s=metrics_s)

@@ -18,11 +18,11 @@ IDS = "client_ids.npy"
 EMBEDDINGS = "embeddings.npy"
 
 
-def _load(path: Path) -> tuple[np.ndarray | None, str | None]:
+def _load(path: Path, mmap_mode: str | None = "r") -> tuple[np.ndarray | None, str | None]:
     if not path.is_file():
         return None, f"{path}: missing; an entry holds {IDS} and {EMBEDDINGS}"
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False), None
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False), None
     except (ValueError, OSError, EOFError) as e:
         return None, f"{path}: cannot be read as a .npy array ({e})"
 
@@ -74,12 +74,11 @@ def relevant_problems(ids_path: Path, ids: np.ndarray, relevant_path: Path) -> l
     return [f"{ids_path}: not a permutation of {relevant_path}: " + "; ".join(parts)]
 
 
-def validate_entry(data_dir: Path | None, entry_dir: Path, relevant_check: bool = True) -> list[str]:
-    """All problems of an entry, one line each; empty when it is valid."""
-    entry_dir = Path(entry_dir)
+def _read_and_check(entry_dir: Path, mmap_mode: str | None) -> tuple[np.ndarray | None, np.ndarray | None, list[str]]:
+    """(ids, embeddings, format problems) of an entry, each file read once."""
     ids_path, emb_path = entry_dir / IDS, entry_dir / EMBEDDINGS
-    ids, ids_problem = _load(ids_path)
-    emb, emb_problem = _load(emb_path)
+    ids, ids_problem = _load(ids_path, mmap_mode)
+    emb, emb_problem = _load(emb_path, mmap_mode)
     problems = [p for p in (ids_problem, emb_problem) if p]
     if ids is not None:
         problems += id_problems(ids_path, ids)
@@ -87,18 +86,24 @@ def validate_entry(data_dir: Path | None, entry_dir: Path, relevant_check: bool 
         problems += embedding_problems(emb_path, emb)
     if ids is not None and emb is not None and ids.ndim >= 1 and emb.ndim >= 1 and len(ids) != len(emb):
         problems.append(f"{entry_dir}: {len(ids)} client ids but {len(emb)} embedding rows")
+    return ids, emb, problems
+
+
+def validate_entry(data_dir: Path | None, entry_dir: Path, relevant_check: bool = True) -> list[str]:
+    """All problems of an entry, one line each; empty when it is valid."""
+    entry_dir = Path(entry_dir)
+    ids, _, problems = _read_and_check(entry_dir, mmap_mode="r")
     if relevant_check and ids is not None and ids.ndim == 1:
         if data_dir is None:
             problems.append("the relevant-clients check needs a data directory")
         else:
-            problems += relevant_problems(ids_path, ids, Path(data_dir) / "input" / "relevant_clients.npy")
+            problems += relevant_problems(entry_dir / IDS, ids, Path(data_dir) / "input" / "relevant_clients.npy")
     return problems
 
 
 def load_valid_entry(entry_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(client_ids int64, embeddings float16) of an entry that passes every format check."""
-    problems = validate_entry(None, entry_dir, relevant_check=False)
+    """(client_ids int64, embeddings float16) of an entry that passes every format check, read once."""
+    ids, emb, problems = _read_and_check(Path(entry_dir), mmap_mode=None)
     if problems:
         raise input_error(entry_dir, "not a valid entry: " + " | ".join(problems))
-    entry_dir = Path(entry_dir)
-    return np.load(entry_dir / IDS), np.load(entry_dir / EMBEDDINGS)
+    return ids, emb
