@@ -99,16 +99,57 @@ def validate(data_dir: Path, embeddings_dir: Path, no_relevant_check: bool) -> N
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--orders", type=int, default=1, show_default=True, help="Score K times: behaviour-free row order k, network seed 1278+k.")
 @click.option("--strict", is_flag=True, help="Relevant clients missing from the entry are an error.")
+@click.option("--task", "user_tasks", multiple=True, metavar="NAME=FILE.parquet",
+              help="A task of your own (repeatable), scored beside the built-in ones; see `ubp task-labels`.")
 @_fail_cleanly
-def evaluate(data_dir, embeddings_dir, out, tasks, mode, device, orders, strict) -> None:
+def evaluate(data_dir, embeddings_dir, out, tasks, mode, device, orders, strict, user_tasks) -> None:
     """Score an entry on the downstream tasks with the organisers' fixed protocol."""
     from ubp.evaluation.evaluate import evaluate as run_evaluate
+    from ubp.evaluation.user_tasks import user_task_paths
 
     result = run_evaluate(
         data_dir, embeddings_dir, out, tasks=tasks or TASKS, mode=mode, device=device,
         orders=orders, strict=strict, show_progress=sys.stderr.isatty(),
+        user_tasks=user_task_paths(user_tasks, TASKS),
     )
     click.echo(result.describe())
+
+
+@main.command("task-labels")
+@click.option("--data-dir", type=click.Path(path_type=Path), required=True, help="A prepared data directory.")
+@click.option("--column", type=click.Choice(["sku", "category", "price"]), required=True,
+              help="What a purchase is matched on.")
+@click.option("--values", required=True, help="Comma-separated values of COLUMN to predict, e.g. 11,22,33.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Task file (parquet) to write.")
+@click.option("--days", type=int, default=14, show_default=True, help="Length of each future window.")
+@click.option("--cutoff", type=click.DateTime(), default=None,
+              help="Start of the train window (default: where `ubp split` starts it, the end of the input window).")
+@click.option("--binary", is_flag=True, help="One 0/1 label (bought any of VALUES) per relevant client, "
+              "instead of one label per value.")
+@_fail_cleanly
+def task_labels(data_dir: Path, column: str, values: str, out: Path, days: int, cutoff, binary: bool) -> None:
+    """Write a task file from the log: purchases of VALUES in the DAYS after the cutoff, then the DAYS after that."""
+    import numpy as np
+    import polars as pl
+
+    from ubp.data.prepare import read_prepared
+    from ubp.data.split import target_starts
+    from ubp.errors import UsageError
+    from ubp.evaluation.user_tasks import labels_from_log, write_task_file
+
+    try:
+        wanted = [int(v) for v in values.split(",") if v.strip()]
+    except ValueError as e:
+        raise UsageError(f"--values {values!r}: expected comma-separated integers") from e
+    products = read_prepared(data_dir, "product_properties").select("sku", "category", "price")
+    buys = read_prepared(data_dir, "product_buy").join(products, on="sku", how="left", suffix="_product")
+    buys = buys.select("client_id", "timestamp", pl.col(column).cast(pl.Int64)).collect()
+    if cutoff is None:
+        cutoff = target_starts(buys["timestamp"].max(), days)[0]
+    clients = np.load(data_dir / "input" / "relevant_clients.npy") if binary else None
+    rows = labels_from_log(buys, column, wanted, cutoff, days, clients)
+    write_task_file(out, rows)
+    click.echo(f"{out}: {len(rows)} rows, windows from {cutoff} ({days} days each)")
 
 
 @main.command()
@@ -166,19 +207,23 @@ def _run_options(fn):
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                      help="Where the per-shard feature maps run: here, or on Ray Data (the cluster at RAY_ADDRESS)."),
+        click.option("--task", "user_tasks", multiple=True, metavar="NAME=FILE.parquet",
+                     help="A task of your own (repeatable), scored beside the built-in ones; see `ubp task-labels`."),
     ]
 
     @functools.wraps(fn)
-    def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device, engine):
+    def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device, engine, user_tasks):
         import logging
 
         from ubp import engines
+        from ubp.evaluation.user_tasks import user_task_paths
         from ubp.pipeline import RunOptions
         from ubp.recipe import load_recipe
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
         opts = RunOptions(out=out, data_dir=data_dir, scale=scale, world_seed=world_seed, mode=mode,
-                          orders=orders, device=device, show_progress=sys.stderr.isatty())
+                          orders=orders, device=device, show_progress=sys.stderr.isatty(),
+                          user_tasks=tuple(user_task_paths(user_tasks, TASKS).items()))
         with engines.use(engine):
             return fn(opts, load_recipe(config))
 

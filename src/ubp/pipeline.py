@@ -37,6 +37,7 @@ class RunOptions:
     device: str = "auto"
     tasks: tuple[str, ...] = TASKS
     references: tuple[str, ...] = REFERENCES
+    user_tasks: tuple[tuple[str, Path], ...] = ()  # (name, label file): tasks of the user's own
     show_progress: bool = False
 
 
@@ -75,10 +76,12 @@ def evaluation_key(entry_dir: Path, opts: RunOptions) -> dict:
     """Everything an entry's scores depend on besides the data dir's targets."""
     from dataclasses import asdict
 
+    from ubp.evaluation.label_cache import file_digest
     from ubp.evaluation.trainer import PROTOCOLS
 
     return {"entry": entry_digest(entry_dir), "mode": opts.mode, "protocol": asdict(PROTOCOLS[opts.mode]),
-            "orders": opts.orders, "seeds": "1278+k", "tasks": list(opts.tasks)}
+            "orders": opts.orders, "seeds": "1278+k", "tasks": list(opts.tasks),
+            "user_tasks": {name: file_digest(path) for name, path in opts.user_tasks}}
 
 
 def evaluate_entries(data_dir: Path, entries: dict[str, Path], outs: dict[str, Path], opts: RunOptions,
@@ -98,7 +101,7 @@ def evaluate_entries(data_dir: Path, entries: dict[str, Path], outs: dict[str, P
         with times.stage(f"evaluate {len(stale)} entries"):
             _, session = evaluate_many(data_dir, stale, {name: outs[name] for name in stale}, tasks=opts.tasks,
                                        mode=opts.mode, device=opts.device, orders=opts.orders,
-                                       show_progress=opts.show_progress)
+                                       user_tasks=dict(opts.user_tasks), show_progress=opts.show_progress)
         log.info("evaluation: labels %.1fs, loading %.1fs, training %.1fs (%d networks, %d processes)",
                  session.labels_s, session.loading_s, session.training_s, session.jobs, session.workers)
         for name in stale:

@@ -129,14 +129,16 @@ def evaluate_many(
     show_progress: bool = False,
     workers: int | None = None,
     label_cache: Path | None | bool = True,
+    user_tasks: dict[str, Path] | None = None,
 ) -> tuple[dict[str, EvaluationResult], SessionTimes]:
     """Score `entries` (name → entry dir) in one session; write each one's scores to `outs[name]`.
 
     `label_cache`: True for the data dir's own cache, a folder, or None/False to build labels afresh.
+    `user_tasks`: name → label file of tasks of the user's own, scored beside the built-in ones.
     """
     cache = default_label_cache(data_dir) if label_cache is True else (label_cache or None)
     scored, times = run_session(data_dir, entries, tasks, mode=mode, device=device, orders=orders, strict=strict,
-                                workers=workers, label_cache=cache, show_progress=show_progress)
+                                workers=workers, label_cache=cache, user_tasks=user_tasks, show_progress=show_progress)
     device_name = str(resolve_device(device))
     results = {name: write_scores(entry_scores(data_dir, entry, mode, device_name), outs[name])
                for name, entry in scored.items()}
@@ -155,9 +157,10 @@ def evaluate(
     show_progress: bool = False,
     workers: int | None = None,
     label_cache: Path | None | bool = True,
+    user_tasks: dict[str, Path] | None = None,
 ) -> EvaluationResult:
     """Score one entry on `tasks` with the `mode` protocol; write scores.json and report.html to `out`."""
     results, _ = evaluate_many(data_dir, {"entry": Path(entry_dir)}, {"entry": Path(out)}, tasks=tasks, mode=mode,
                                device=device, orders=orders, strict=strict, show_progress=show_progress,
-                               workers=workers, label_cache=label_cache)
+                               workers=workers, label_cache=label_cache, user_tasks=user_tasks)
     return results["entry"]

@@ -27,6 +27,7 @@ from ubp.errors import UsageError, input_error
 from ubp.evaluation.label_cache import cached_task_tables
 from ubp.evaluation.labels import TaskLabels, TaskTable
 from ubp.evaluation.orders import ScoringRun, scoring_runs
+from ubp.evaluation.user_tasks import read_task_file
 from ubp.evaluation.trainer import PROTOCOLS, Protocol, TrainResult, train_and_score
 from ubp.evaluation.validate import EMBEDDINGS, IDS, load_valid_entry
 
@@ -197,8 +198,8 @@ def missing_relevant(data_dir: Path, client_ids: np.ndarray, strict: bool) -> in
     return int(len(missing))
 
 
-def load_entries(data_dir: Path, entries: dict[str, Path], tables: dict[str, TaskTable], protocol: Protocol,
-                 orders: int, strict: bool, keep: bool) -> tuple[dict[str, ScoredEntry], dict[str, tuple[np.ndarray, np.ndarray]]]:
+def load_entries(data_dir: Path, entries: dict[str, Path], tables: dict[str, TaskTable], user_tasks: dict[str, Path],
+                 protocol: Protocol, orders: int, strict: bool, keep: bool) -> tuple[dict[str, ScoredEntry], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Read and check each entry once, before any training; summarise its labels. `keep` holds the
     arrays for training in this process."""
     scored: dict[str, ScoredEntry] = {}
@@ -210,7 +211,8 @@ def load_entries(data_dir: Path, entries: dict[str, Path], tables: dict[str, Tas
         for task, table in tables.items():
             labels = table.align(client_ids)
             if not labels.scored.any():
-                where = Path(data_dir) / "target" / "active_clients.npy" if task == "churn" else Path(entry_dir)
+                where = user_tasks.get(task, Path(data_dir) / "target" / "active_clients.npy" if task == "churn"
+                                       else Path(entry_dir))
                 raise input_error(where, f"task {task} has no client of the entry to score")
             summaries[task] = LabelSummary.of(labels)
         scored[name] = ScoredEntry(Path(entry_dir), client_ids, int(embeddings.shape[1]), n_missing,
@@ -230,15 +232,20 @@ def run_session(
     strict: bool = False,
     workers: int | None = None,
     label_cache: Path | None = None,
+    user_tasks: dict[str, Path] | None = None,
     show_progress: bool = False,
 ) -> tuple[dict[str, ScoredEntry], SessionTimes]:
-    """Train and score every (entry × task × run) network; `workers=None` sizes the pool itself."""
+    """Train and score every (entry × task × run) network; `workers=None` sizes the pool itself.
+
+    `user_tasks` (name → label file, see `user_tasks.py`) are scored after the built-in `tasks`."""
     protocol = PROTOCOLS[mode]
     torch_device = resolve_device(device)
-    tasks = tuple(dict.fromkeys(tasks))
+    user_tasks = user_tasks or {}
     times = SessionTimes()
     start = time.perf_counter()
-    tables = cached_task_tables(data_dir, tasks, label_cache)
+    tables = cached_task_tables(data_dir, tuple(dict.fromkeys(tasks)), label_cache)
+    tables.update({name: read_task_file(name, path) for name, path in user_tasks.items()})
+    tasks = tuple(tables)
     times.labels_s = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -247,7 +254,7 @@ def run_session(
     n_workers = workers if workers is not None else pool_size(protocol, torch_device, len(jobs), training_rows)
     if n_workers > 1 and torch_device.type != "cpu":
         raise UsageError("a pool of worker processes trains on the CPU only; use one worker on a GPU")
-    scored, arrays = load_entries(data_dir, entries, tables, protocol, orders, strict, keep=n_workers == 1)
+    scored, arrays = load_entries(data_dir, entries, tables, user_tasks, protocol, orders, strict, keep=n_workers == 1)
     times.loading_s = time.perf_counter() - start
 
     jobs.sort(key=lambda j: -_job_cost(scored[j.entry], j.task, protocol))
