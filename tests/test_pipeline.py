@@ -29,11 +29,15 @@ options = {{ input_block = "counts", epochs = {epochs}, hidden = [32], latent = 
 def test_run_end_to_end_then_refit_only_the_changed_block(tiny_world: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     runner = CliRunner()
+    mine = tmp_path / "mine.parquet"
+    result = runner.invoke(main, ["task-labels", "--data-dir", str(tiny_world), "--column", "price", "--values",
+                                  "10,50,90", "--out", str(mine)])
+    assert result.exit_code == 0, result.output
     for epochs in (1, 2):
         recipe = tmp_path / f"recipe{epochs}.toml"
         recipe.write_text(RECIPE.format(epochs=epochs))
         result = runner.invoke(main, ["run", "--data-dir", str(tiny_world), "--config", str(recipe),
-                                      "--out", str(out), "--orders", "1"])
+                                      "--out", str(out), "--orders", "1", "--task", f"mine={mine}"])
         assert result.exit_code == 0, result.output
     profile = json.loads((out / "entry" / "profile.json").read_text())
     assert profile["cached_blocks"] == ["counts"]  # only the autoencoder's options changed
@@ -46,6 +50,7 @@ def test_run_end_to_end_then_refit_only_the_changed_block(tiny_world: Path, tmp_
         assert needle in report
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["scores"]) == {"profile", "random", "baseline", "counts", "oracle"}
+    assert "mine" in json.loads((out / "eval" / "profile" / "scores.json").read_text())["tasks"]  # a user task
 
 
 def _block(name: str, matrix: np.ndarray, **kw) -> BlockMatrix:
