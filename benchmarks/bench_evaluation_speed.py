@@ -13,9 +13,11 @@ cut to a quarter of its columns, and random Gaussian columns of the oracle's wid
   against full, on the first --e2e-clients rows of the first entry.
 
 The machine may be shared with other jobs: every ratio printed is between figures measured in the
-same run, and absolute times are only as good as the load allowed.
+same run, and wall times are only as good as the load allowed. CPU seconds are printed beside them
+(this process, its workers and the `ubp evaluate` children): on a busy machine they are the better
+estimate of the wall time an idle one would take (quick mode trains on one thread per network).
 
-    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/bench_evaluation_speed.py \\
+    nice -n 5 .venv/bin/python benchmarks/bench_evaluation_speed.py \\
         --data-dir W --orders 5 --full-tasks churn --full-clients 3000 --e2e-clients 1500
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -57,23 +60,27 @@ def default_entries(data_dir: Path, out: Path, n: int | None) -> dict[str, Path]
 
 def session_parts(data_dir: Path, entries: dict[str, Path], tasks: tuple[str, ...], mode: str, orders: int,
                   cache: Path, out: Path) -> dict[str, float]:
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     _, times = evaluate_many(data_dir, entries, {n: out / mode / n for n in entries}, tasks=tasks, mode=mode,
                              device="cpu", orders=orders, label_cache=cache)
     total = time.perf_counter() - t0
+    here_cpu = time.process_time() - cpu0  # this process; the workers' training CPU is network_cpu_s
+    workers_cpu = times.network_cpu_s if times.workers > 1 else 0.0
     return {"labels (warm)": times.labels_s, "loading": times.loading_s, "training (wall)": times.training_s,
-            "network alone (sum)": times.network_s, "metrics (sum)": times.metrics_s, "total": total,
+            "network alone (sum)": times.network_s, "metrics (sum)": times.metrics_s,
+            "network CPU (sum)": times.network_cpu_s, "total": total, "total CPU": here_cpu + workers_cpu,
             "workers": times.workers, "networks": times.jobs}
 
 
-def end_to_end(data_dir: Path, entry: Path, task: str, mode: str, out: Path) -> float:
-    """Wall time of `ubp evaluate` in a fresh process, as a user runs it."""
+def end_to_end(data_dir: Path, entry: Path, task: str, mode: str, out: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of `ubp evaluate` in a fresh process, as a user runs it."""
     ubp_cli = Path(sys.executable).with_name("ubp")
-    t0 = time.perf_counter()
+    t0, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run([str(ubp_cli), "evaluate", "--data-dir", str(data_dir), "--embeddings-dir", str(entry),
                     "--out", str(out), "--tasks", task, "--mode", mode, "--device", "cpu"],
                    check=True, capture_output=True)
-    return time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter() - t0, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def main() -> None:
@@ -135,10 +142,11 @@ def main() -> None:
         cached_task_tables(args.data_dir, tuple(TASKS), default_label_cache(args.data_dir))  # a user's 2nd command
         e2e_entry = work / "e2e_entry"
         write_entry(e2e_entry, ids[: args.e2e_clients], emb[: args.e2e_clients].astype(np.float32))
-        quick_s = end_to_end(args.data_dir, e2e_entry, args.e2e_task, "quick", work / "e2e_quick")
-        full_s = end_to_end(args.data_dir, e2e_entry, args.e2e_task, "full", work / "e2e_full")
+        quick_s, quick_cpu = end_to_end(args.data_dir, e2e_entry, args.e2e_task, "quick", work / "e2e_quick")
+        full_s, full_cpu = end_to_end(args.data_dir, e2e_entry, args.e2e_task, "full", work / "e2e_full")
         print(f"end to end, `ubp evaluate --tasks {args.e2e_task}` on {min(args.e2e_clients, len(ids))} clients: "
-              f"quick {quick_s:.1f}s, full {full_s:.1f}s, full/quick = {full_s / quick_s:.1f}x")
+              f"quick {quick_s:.1f}s ({quick_cpu:.1f} CPU s), full {full_s:.1f}s ({full_cpu:.1f} CPU s); "
+              f"full/quick = {full_s / quick_s:.1f}x wall, {full_cpu / quick_cpu:.1f}x CPU")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 

@@ -87,6 +87,7 @@ class SessionTimes:
     training_s: float = 0.0
     network_s: float = 0.0
     metrics_s: float = 0.0
+    network_cpu_s: float = 0.0  # CPU seconds of the training runs (metrics included), summed over jobs
     workers: int = 1
     jobs: int = 0
 
@@ -285,4 +286,5 @@ def run_session(
             for r in results:
                 times.network_s += r.wall_s - r.metrics_s
                 times.metrics_s += r.metrics_s
+                times.network_cpu_s += r.cpu_s
     return scored, times
