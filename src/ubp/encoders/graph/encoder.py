@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ubp.config import ConfigError, from_dict
 from ubp.data.window import InputWindow
-from ubp.encoders.base import Run
+from ubp.encoders.base import Run, check_fitted
 from ubp.encoders.graph.edges import RELATIONS, lookup, read_edges, user_table
 from ubp.encoders.graph.items import product_content
 from ubp.encoders.graph.model import TwHIN, in_batch_bce
@@ -121,6 +121,7 @@ class GraphEncoder:
         )
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        check_fitted(self, "model_")
         client_ids = np.asarray(client_ids, dtype=np.int64)
         out = np.zeros((len(client_ids), self.config.dim), dtype=np.float32)
         pos = lookup(self.users_, client_ids)
