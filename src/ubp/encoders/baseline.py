@@ -1,6 +1,6 @@
 """`baseline`: the organisers' aggregated-features baseline, re-implemented with polars.
 
-Same numbers as `baseline/aggregated_features_baseline` (methods.md §C): per event type in their
+Same numbers as `baseline/aggregated_features_baseline` (docs/methods.md §C): per event type in their
 order (buy, search, add, remove, visit) the total event count, then per window (1, 7, 30 days)
 the counts of the top-10 values of sku / category / price (url for visits); for searches only the
 mean query vector. Windows are measured back from each type's latest timestamp among the

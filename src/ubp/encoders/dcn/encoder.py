@@ -1,4 +1,4 @@
-"""The `dcn` block (methods.md §E): DCN-v2 over PLE-encoded features, trained on an inner split.
+"""The `dcn` block (docs/methods.md §E): DCN-v2 over PLE-encoded features, trained on an inner split.
 
 `fit` writes the inner window (events before cutoff − horizon) into the work folder, fits the input
 block (and the optional sequence block) on it, so that nothing the network learns from, not even
