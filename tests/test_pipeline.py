@@ -38,6 +38,8 @@ def test_run_end_to_end_then_refit_only_the_changed_block(tiny_world: Path, tmp_
     profile = json.loads((out / "entry" / "profile.json").read_text())
     assert profile["cached_blocks"] == ["counts"]  # only the autoencoder's options changed
     assert [b["name"] for b in profile["blocks"]] == ["counts", "autoencoder"]
+    model = json.loads((out / "model" / "model.json").read_text())  # the fitted profile, ready for `ubp embed --model`
+    assert [b["columns"] for b in model["blocks"]] == [b["columns"] for b in profile["blocks"]]
     ids, emb = read_entry(out / "entry")
     assert emb.dtype == np.float16 and emb.shape == (len(ids), profile["width"])
     assert sorted(ids.tolist()) == sorted(np.load(tiny_world / "input" / "relevant_clients.npy").tolist())

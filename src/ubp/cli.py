@@ -204,14 +204,14 @@ def embed(data_dir: Path, out: Path, model: Path | None, as_of, clients: Path | 
         return
     if as_of is not None or clients is not None or fmt != "npy":
         raise UsageError("--as-of, --clients and --format go with --model; --blocks fits and embeds the input window")
-    from ubp.data.window import InputWindow
     from ubp.device import resolve_device
     from ubp.encoders.base import Run
+    from ubp.pipeline import ensure_split
     from ubp.profile import build_profile
     from ubp.recipe import recipe_for_blocks
 
     recipe = recipe_for_blocks([b.strip() for b in block_names.split(",") if b.strip()], seed=seed)
-    window = InputWindow.open(data_dir)
+    window = ensure_split(data_dir)
     run = Run(seed=seed, device=str(resolve_device(device)), show_progress=sys.stderr.isatty())
     with engines.use(engine):
         profile = build_profile(window, recipe, out, cache_root(cache) / "blocks", run)
