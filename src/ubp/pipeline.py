@@ -48,11 +48,12 @@ class RunOptions:
 
 
 def ensure_world(opts: RunOptions) -> Path:
-    """The data directory: the user's, or a synthetic world generated once."""
+    """The data directory: the user's, or a synthetic world generated once per scale and seed."""
     if opts.data_dir is not None:
         return Path(opts.data_dir)
     world = Path(opts.out) / "world"
-    if not (world / "world.json").is_file():
+    made = json.loads((world / "world.json").read_text()) if (world / "world.json").is_file() else {}
+    if (made.get("scale"), made.get("seed")) != (opts.scale, opts.world_seed):
         from ubp.synth.world import generate
 
         log.info("generating the %s synthetic world in %s", opts.scale, world)
