@@ -169,7 +169,7 @@ def fit(data_dir: Path, config: Path | None, out: Path, cache: Path | None, devi
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Entry folder to write.")
 @click.option("--model", type=click.Path(path_type=Path), default=None,
               help="A fitted profile (ubp fit / RUN/model): applied without refitting.")
-@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]), default=None,
+@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f"]), default=None,
               help="With --model: embed from the events before this date only. Default: midnight after the last event.")
 @click.option("--clients", type=click.Path(path_type=Path), default=None,
               help="With --model: .npy of client ids to embed. Default: the log's input/relevant_clients.npy.")
