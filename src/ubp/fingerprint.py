@@ -22,12 +22,22 @@ READ_BYTES = 1 << 22
 
 
 def file_digest(path: Path | str) -> str:
-    """`<size>:<blake2b of the bytes>` of one file."""
+    """`<size>:<blake2b of the bytes>` of one file.
+
+    Hashed again whenever the file's identity or size or modification time differs from an
+    earlier call in this process (one `ubp run` asks for the same raw files up to three times);
+    never remembered across processes."""
+    st = Path(path).stat()
+    return _hashed(str(Path(path).resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hashed(path: str, dev: int, ino: int, size: int, mtime_ns: int) -> str:
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(READ_BYTES), b""):
             h.update(chunk)
-    return f"{Path(path).stat().st_size}:{h.hexdigest()}"
+    return f"{size}:{h.hexdigest()}"
 
 
 def files_fingerprint(root: Path | str, names: list[str]) -> dict[str, str | None]:
