@@ -28,6 +28,7 @@ from ubp.fingerprint import code_version
 from ubp.io import atomic_dir, save_npy, write_json
 from ubp.layout import STREAM_SCHEMA
 from ubp.normaliser import Normaliser
+from ubp.profile import checked_rows
 from ubp.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -115,14 +116,12 @@ class ProfileModel:
 
     def embed(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
         """float32 (len(client_ids), width): every block's saved encoder and normaliser, no refit."""
-        from ubp.profile import _embed
-
         client_ids = np.asarray(client_ids, dtype=np.int64)
         out = np.empty((len(client_ids), self.width), dtype=np.float32)
         for block in self.blocks:
             name, (lo, hi) = block["name"], block["columns"]
             folder = self.root / "blocks" / name
             log.info("block %s: applying the saved fit to %d clients (no refit)", name, len(client_ids))
-            matrix = _embed(REGISTRY[name].load(folder / "encoder"), name, window, client_ids)
+            matrix = checked_rows(REGISTRY[name].load(folder / "encoder"), name, window, client_ids)
             Normaliser.load(folder / "normaliser.npz").apply_into(matrix, out[:, lo:hi])
         return out

@@ -9,6 +9,7 @@ block only, a rewritten log refits every block, a moved data folder refits nothi
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,7 +74,7 @@ def fit_block(
             return BlockMatrix(spec, np.load(matrix_path), cached=True, seconds=0.0, model_dir=folder / MODEL)
         log.info("block %s: cached fit (%s), embedding %d other clients", spec.name, folder, len(client_ids))
         encoder = REGISTRY[spec.name].load(folder / MODEL)
-        return BlockMatrix(spec, _embed(encoder, spec.name, window, client_ids), cached=True, seconds=0.0,
+        return BlockMatrix(spec, checked_rows(encoder, spec.name, window, client_ids), cached=True, seconds=0.0,
                            model_dir=folder / MODEL)
     start = time.perf_counter()
     log.info("block %s: fitting", spec.name)
@@ -82,18 +83,16 @@ def fit_block(
     )
     (folder / "work").mkdir(parents=True, exist_ok=True)
     encoder = create(spec.name, **spec.options).fit(window, block_run)
-    matrix = _embed(encoder, spec.name, window, client_ids)
+    matrix = checked_rows(encoder, spec.name, window, client_ids)
     encoder.save(folder / MODEL)
     save_npy(matrix_path, matrix)
     save_npy(ids_path, client_ids)
-    import shutil
-
     shutil.rmtree(folder / "work", ignore_errors=True)
     write_meta(folder, "blocks", {**key, "data_dir": str(window.root.parent), "n_clients": len(client_ids)})
     return BlockMatrix(spec, matrix, cached=False, seconds=round(time.perf_counter() - start, 2), model_dir=folder / MODEL)
 
 
-def _embed(encoder, name: str, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+def checked_rows(encoder, name: str, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
     """The encoder's float32 rows for `client_ids`, checked for shape and finiteness."""
     matrix = np.asarray(encoder.transform(window, client_ids), dtype=np.float32)
     finite = all(np.isfinite(matrix[r]).all() for r in spans(len(matrix)))  # no n x dim mask
