@@ -56,5 +56,5 @@ def window_at(data_dir: Path | str, as_of: datetime | None, cache: Path) -> Inpu
     relevant = read_relevant_clients(data_dir / RELEVANT)
     products = read_prepared(data_dir, "product_properties").collect()
     window = write_window(typed_stream(data_dir), products, as_of, folder / "input", relevant)
-    write_meta(folder, "windows", {**key, "data_dir": str(data_dir)})
+    write_meta(folder, "windows", {**key, "data_dir": str(data_dir.resolve())})
     return window
