@@ -147,7 +147,7 @@ def test_halved_log_splits_and_fits_again_and_a_moved_folder_hits_the_cache(tiny
     log = copy_raw(tiny_world, tmp_path / "a")
     cache = ("--cache", tmp_path / "cache")  # empty: the same content fitted elsewhere in this session would hit
     first = ubp("embed", "--blocks", "counts", "--data-dir", log, "--out", tmp_path / "e1", *cache)
-    window_json = (log / "input" / "window.json").read_text()
+    window_json = (log / "input" / "window" / "window.json").read_text()
     split_stamp = (log / "input" / "split_key.json").stat().st_mtime_ns
     profile = json.loads((tmp_path / "e1" / "profile.json").read_text())
     assert profile["cached_blocks"] == [] and first
@@ -161,7 +161,7 @@ def test_halved_log_splits_and_fits_again_and_a_moved_folder_hits_the_cache(tiny
     buys = pl.read_parquet(moved / "product_buy.parquet")
     buys.head(len(buys) // 2).write_parquet(moved / "product_buy.parquet")
     ubp("embed", "--blocks", "counts", "--data-dir", moved, "--out", tmp_path / "e3", *cache)
-    assert (moved / "input" / "window.json").read_text() != window_json  # a new split
+    assert (moved / "input" / "window" / "window.json").read_text() != window_json  # a new split
     assert json.loads((tmp_path / "e3" / "profile.json").read_text())["cached_blocks"] == []  # a new fit
     assert (tmp_path / "e3" / "embeddings.npy").read_bytes() != (tmp_path / "e1" / "embeddings.npy").read_bytes()
 

@@ -19,7 +19,7 @@ import numpy as np
 import ubp
 from ubp.cache import touch, write_meta
 from ubp.chunks import spans
-from ubp.data.window import MANIFEST, PRODUCTS, InputWindow
+from ubp.data.window import MANIFEST, PRODUCTS, RELEVANT, InputWindow
 from ubp.encoders import REGISTRY, create
 from ubp.encoders.base import Run
 from ubp.entry import write_entry
@@ -35,7 +35,7 @@ MODEL = "model"  # the fitted encoder's folder inside a cache entry
 
 def window_fingerprint(window: InputWindow) -> str:
     """Digest of the window's content: its manifest, event shards, products and relevant clients."""
-    names = [MANIFEST, PRODUCTS, "relevant_clients.npy", *(str(s.relative_to(window.root)) for s in window.shards)]
+    names = [MANIFEST, PRODUCTS, RELEVANT, *(str(s.relative_to(window.root)) for s in window.shards)]
     return digest(files_fingerprint(window.root, names))
 
 
@@ -44,9 +44,9 @@ def block_key(spec: BlockSpec, seed: int, window: InputWindow, window_fp: str) -
     cls = REGISTRY[spec.name]
     key = {"block": spec.name, "options": spec.options, "seed": seed, "code": code_version(cls.__module__),
            "window": window_fp}
-    beside = getattr(cls, "reads_beside_window", ())  # files a block reads next to the window (the oracle)
+    beside = getattr(cls, "reads_beside_window", ())  # files a block reads in DIR beside the window (the oracle)
     if beside:
-        key["beside_window"] = files_fingerprint(window.root.parent, list(beside))
+        key["beside_window"] = files_fingerprint(window.data_dir, list(beside))
     return key
 
 
@@ -88,7 +88,7 @@ def fit_block(
     save_npy(matrix_path, matrix)
     save_npy(ids_path, client_ids)
     shutil.rmtree(folder / "work", ignore_errors=True)
-    write_meta(folder, "blocks", {**key, "data_dir": str(window.root.parent.resolve()), "n_clients": len(client_ids)})
+    write_meta(folder, "blocks", {**key, "data_dir": str(window.data_dir.resolve()), "n_clients": len(client_ids)})
     return BlockMatrix(spec, matrix, cached=False, seconds=round(time.perf_counter() - start, 2), model_dir=folder / MODEL)
 
 
