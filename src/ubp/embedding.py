@@ -18,7 +18,7 @@ import numpy as np
 from ubp.data.raw import read_relevant_clients
 from ubp.data.snapshot import window_at
 from ubp.entry import write_entry, write_parquet_entry
-from ubp.io import write_json
+from ubp.io import atomic_dir, write_json
 from ubp.model import FIT_CLIENTS, ProfileModel
 
 log = logging.getLogger(__name__)
@@ -52,21 +52,22 @@ def embed_with_model(
     if ids is None:
         ids = window.relevant_clients
     matrix = model.embed(window, ids)
-    if fmt == "npy":
-        write_entry(out, ids, matrix)
-    else:
-        names = [f"{b['name']}_{i}" for b in model.blocks for i in range(b["columns"][1] - b["columns"][0])]
-        write_parquet_entry(out, ids, matrix, dtype=dtype, layout=layout, names=names)
     fit_path = Path(model_dir) / FIT_CLIENTS
     unseen = int((~np.isin(ids, np.load(fit_path))).sum()) if fit_path.is_file() else len(ids)
     active = window.stream().select("client_id").unique().collect()["client_id"].to_numpy()
     summary = EmbedSummary(Path(out), len(ids), model.width, window.cutoff, unseen,
                            int((~np.isin(ids, active)).sum()), round(time.perf_counter() - start, 2))
-    write_json(Path(out) / "profile.json", {
-        "model": model.info, "model_dir": str(model_dir), "data_dir": str(data_dir), "as_of": window.cutoff.isoformat(),
-        "format": fmt, "dtype": "float16" if fmt == "npy" else dtype, "layout": layout if fmt == "parquet" else None,
-        "width": model.width, "n_clients": len(ids), "blocks": model.blocks,
-        "clients_not_seen_at_fit": unseen, "clients_without_events": summary.n_without_events,
-    })
+    with atomic_dir(out) as tmp:  # the whole entry folder at once: never a half entry, never an older format's files
+        if fmt == "npy":
+            write_entry(tmp, ids, matrix)
+        else:
+            names = [f"{b['name']}_{i}" for b in model.blocks for i in range(b["columns"][1] - b["columns"][0])]
+            write_parquet_entry(tmp, ids, matrix, dtype=dtype, layout=layout, names=names)
+        write_json(tmp / "profile.json", {
+            "model": model.info, "model_dir": str(model_dir), "data_dir": str(data_dir),
+            "as_of": window.cutoff.isoformat(), "format": fmt, "dtype": "float16" if fmt == "npy" else dtype,
+            "layout": layout if fmt == "parquet" else None, "width": model.width, "n_clients": len(ids),
+            "blocks": model.blocks, "clients_not_seen_at_fit": unseen, "clients_without_events": summary.n_without_events,
+        })
     log.info("%s", summary.describe())
     return summary
