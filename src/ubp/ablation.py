@@ -11,11 +11,14 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from ubp.cache import cache_root
+from ubp.device import resolve_device
 from ubp.encoders.base import Run
 from ubp.encoders.registry import create
+from ubp.encoders.sequence.config import OBJECTIVES
 from ubp.io import write_text
 from ubp.monitor import StageTimes
-from ubp.pipeline import RunOptions, _device, ensure_split, ensure_world, evaluate_entries
+from ubp.pipeline import RunOptions, ensure_split, ensure_world, evaluate_entries
 from ubp.plots import grouped_bars
 from ubp.profile import build_profile
 from ubp.recipe import Recipe
@@ -24,7 +27,7 @@ from ubp.recipe import Recipe
 # A block with switches exposes its resolved options as `.config`; an objective already off there
 # (future_window is off by default) gets no variant, as it would only repeat "all".
 OBJECTIVE_SWITCHES: dict[str, dict[str, tuple[str, object]]] = {
-    "sequence": {f"{o.upper()}": (f"{o}_weight", 0.0) for o in ("nip", "nup", "netp", "tdp", "future_window")},
+    "sequence": {f"{o.upper()}": (f"{o}_weight", 0.0) for o in OBJECTIVES},
 }
 
 
@@ -51,11 +54,11 @@ def ablate(opts: RunOptions, recipe: Recipe) -> Path:
     out = Path(opts.out)
     data_dir = ensure_world(opts)
     window = ensure_split(data_dir)
-    run = Run(seed=recipe.seed, device=_device(opts.device), show_progress=opts.show_progress)
+    run = Run(seed=recipe.seed, device=str(resolve_device(opts.device)), show_progress=opts.show_progress)
     entries: dict[str, Path] = {}
     for name, variant in variants(recipe).items():
         entries[name] = out / "ablation" / name.replace(" ", "_") / "entry"
-        build_profile(window, variant, entries[name], out / "blocks", run)
+        build_profile(window, variant, entries[name], cache_root(opts.cache) / "blocks", run)
     outs = {name: entry.parent / "eval" for name, entry in entries.items()}
     table = evaluate_entries(data_dir, entries, outs, opts, StageTimes())
     from ubp.run_report import score_table, task_means

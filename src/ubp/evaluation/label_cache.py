@@ -1,52 +1,38 @@
 """Task label tables cached on disk, keyed by the contents of the files they are built from.
 
 The key of a task is a digest of the bytes of both target windows and of the task's own files
-(target ids, popularity, active clients), the task's name, the package version and the version of
-the label rules below, never a path: a moved or copied data dir hits the cache, a changed target
+(target ids, popularity, active clients), the task's name, the package version and the source of
+the label code (`ubp.fingerprint`), never a path: a moved or copied data dir hits the cache, a changed target
 file misses it. An unwritable cache folder only costs the rebuild.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-import ubp
 from ubp.evaluation.labels import WINDOWS, TaskTable, build_task_tables, target_path, task_inputs
+from ubp.fingerprint import code_version, digest, file_digest
 from ubp.io import atomic_file
 
 log = logging.getLogger(__name__)
 
 LABEL_RULES = 1  # raise when the meaning of a cached table changes
-DIGEST_BLOCK = 1 << 22
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes; a missing file digests to a marker, so its absence is part of the key."""
-    path = Path(path)
-    if not path.is_file():
-        return "missing"
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(DIGEST_BLOCK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def task_key(task: str, window_digests: list[str], data_dir: Path) -> str:
+def task_key(task: str, data_dir: Path) -> str:
     """The cache key of one task's table: everything the table depends on, by content."""
-    parts = {
+    windows = [target_path(data_dir, w) for w in WINDOWS]
+    inputs = [p for p in (*windows, *task_inputs(data_dir, task))]
+    return digest({
         "task": task,
-        "windows": window_digests,
-        "inputs": [file_digest(p) for p in task_inputs(data_dir, task)],
-        "package_version": ubp.__version__,
+        "inputs": [file_digest(p) if p.is_file() else None for p in inputs],
+        "code": code_version("ubp.evaluation.labels"),
         "label_rules": LABEL_RULES,
-    }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+    }, size=12)
 
 
 def save_table(path: Path, table: TaskTable) -> None:
@@ -79,8 +65,7 @@ def cached_task_tables(data_dir: Path, tasks: tuple[str, ...], cache_dir: Path |
     if cache_dir is None:
         return build_task_tables(data_dir, tasks)
     data_dir, cache_dir = Path(data_dir), Path(cache_dir)
-    window_digests = [file_digest(target_path(data_dir, w)) for w in WINDOWS]
-    paths = {t: cache_dir / f"{t}-{task_key(t, window_digests, data_dir)}.npz" for t in tasks}
+    paths = {t: cache_dir / f"{t}-{task_key(t, data_dir)}.npz" for t in tasks}
     tables: dict[str, TaskTable] = {}
     for task, path in paths.items():
         if path.is_file():

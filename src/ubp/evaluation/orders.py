@@ -1,6 +1,6 @@
 """Row orders and seeds of the downstream runs an entry is scored with.
 
-The organisers' loaders do not shuffle, so an entry's row order moves its scores (challenge.md
+The organisers' loaders do not shuffle, so an entry's row order moves its scores (docs/protocol.md
 §5). With `orders=1` the entry is scored in its own order with their seed, exactly what their
 pipeline would do with it. With `orders=K>1` it is scored K times: run k in the behaviour-free
 order `hash_order(client_ids, salt=k)`, whatever order the file has, and with the network
