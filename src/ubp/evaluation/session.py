@@ -27,8 +27,8 @@ from ubp.errors import UsageError, input_error
 from ubp.evaluation.label_cache import cached_task_tables
 from ubp.evaluation.labels import TaskLabels, TaskTable
 from ubp.evaluation.orders import ScoringRun, scoring_runs
-from ubp.evaluation.user_tasks import read_task_file
 from ubp.evaluation.trainer import PROTOCOLS, Protocol, TrainResult, train_and_score
+from ubp.evaluation.user_tasks import read_task_file
 from ubp.evaluation.validate import EMBEDDINGS, IDS, load_valid_entry
 
 log = logging.getLogger(__name__)
