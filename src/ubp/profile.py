@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import ubp
+from ubp.data.history import no_history
 from ubp.data.window import InputWindow
 from ubp.encoders import create
 from ubp.encoders.base import Run
@@ -134,33 +135,35 @@ def normalise(
     return out, info
 
 
-def blend(blocks: list[BlockMatrix], recipe: Recipe) -> tuple[np.ndarray, list[dict]]:
+def blend(blocks: list[BlockMatrix], recipe: Recipe, extra_columns: int = 0) -> tuple[np.ndarray, list[dict]]:
     """Concatenate normalised, weighted blocks (weight 0 drops a block) within max_width.
 
     When the blocks are wider than max_width together, each block without an explicit
     `pca` is compressed by PCA to its proportional share of the width. Blocks are written into
     one preallocated float32 matrix (a lone block into its own matrix), and `blocks` is emptied
     as they are, so each block's matrix is freed (if the caller holds no other reference) once
-    its columns are in place.
+    its columns are in place. `extra_columns` are left at the end (zeros) for the caller to fill,
+    within max_width.
     """
     kept = [b for b in blocks if b.spec.weight > 0]
     if not kept:
         raise ValueError("every block has weight 0: nothing to blend")
     blocks.clear()
     total = sum(b.spec.pca or b.matrix.shape[1] for b in kept)
+    limit = recipe.max_width - extra_columns
     specs = []
     for block in kept:
         spec = block.spec
-        if total > recipe.max_width and spec.pca is None:
-            share = max(int(block.matrix.shape[1] * recipe.max_width / total), 1)
+        if total > limit and spec.pca is None:
+            share = max(int(block.matrix.shape[1] * limit / total), 1)
             spec = BlockSpec(spec.name, spec.weight, spec.normalise, share, spec.options)
         specs.append(spec)
     widths = [s.pca if s.pca is not None and s.pca < b.matrix.shape[1] else b.matrix.shape[1] for s, b in zip(specs, kept)]
     only = kept[0].matrix
-    if len(kept) == 1 and widths[0] == only.shape[1] and only.dtype == np.float32 and only.flags.writeable:
+    if len(kept) == 1 and not extra_columns and widths[0] == only.shape[1] and only.dtype == np.float32 and only.flags.writeable:
         out = only  # one block: normalised in place (each row chunk is read before it is written)
     else:
-        out = np.empty((len(only), sum(widths)), dtype=np.float32)
+        out = np.zeros((len(only), sum(widths) + extra_columns), dtype=np.float32)
     manifest, start = [], 0
     for spec, width in zip(specs, widths):
         block = kept.pop(0)
@@ -185,7 +188,14 @@ def build_profile(
     blocks = [fit_block(spec, window, ids, blocks_dir, run) for spec in recipe.blocks]
     fit_seconds = {b.spec.name: b.seconds for b in blocks}
     cached = [b.spec.name for b in blocks if b.cached]
-    matrix, manifest = blend(blocks, recipe)  # empties `blocks`: no block matrix outlives its columns
+    unseen = no_history(window, ids)
+    n_unseen = int(unseen.sum())
+    # empties `blocks`: no block matrix outlives its columns
+    matrix, manifest = blend(blocks, recipe, extra_columns=1 if n_unseen else 0)
+    if n_unseen:
+        log.warning("%d of %d clients have no event in the input window: no_history = 1 in column %d",
+                    n_unseen, len(ids), matrix.shape[1] - 1)
+        matrix[:, -1] = unseen
     write_entry(out_dir, ids, matrix)
     profile = {
         "package_version": ubp.__version__,
@@ -197,6 +207,8 @@ def build_profile(
         "block_fit_seconds": fit_seconds,
         "cached_blocks": cached,
         "absent_event_types": window.absent_event_types,
+        "no_history_clients": n_unseen,
+        "no_history_column": int(matrix.shape[1] - 1) if n_unseen else None,
     }
     tmp = Path(out_dir) / "profile.json.tmp"
     tmp.write_text(json.dumps(profile, indent=1, default=str))

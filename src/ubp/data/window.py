@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ubp.data.raw import read_relevant_clients
+from ubp.errors import UsageError
 from ubp.hashing import stable_hash
 from ubp.layout import EVENT_TYPES, PRODUCTS_SCHEMA, STREAM_SCHEMA, EventType
 
@@ -41,13 +43,13 @@ class InputWindow:
         root = Path(data_dir) / "input"
         manifest_path = root / MANIFEST
         if not manifest_path.is_file():
-            raise FileNotFoundError(
+            raise UsageError(
                 f"{manifest_path}: no input window here; run `ubp split --data-dir {data_dir}` first"
             )
         manifest = json.loads(manifest_path.read_text())
         shards = tuple(root / STREAM_DIR / s for s in manifest["shards"])
         relevant_path = root / "relevant_clients.npy"
-        relevant = np.load(relevant_path).astype(np.int64) if relevant_path.is_file() else np.empty(0, np.int64)
+        relevant = read_relevant_clients(relevant_path) if relevant_path.is_file() else np.empty(0, np.int64)
         return cls(
             root=root,
             cutoff=datetime.fromisoformat(manifest["cutoff"]),

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 import ubp
+from ubp.data.raw import read_relevant_clients
 from ubp.errors import input_error
 from ubp.evaluation.labels import TaskLabels, build_labels
 from ubp.evaluation.report import atomic_write_text, write_report
@@ -65,7 +66,7 @@ def missing_relevant(data_dir: Path, client_ids: np.ndarray, strict: bool) -> in
         if strict:
             raise FileNotFoundError(f"{path}: missing; --strict checks the entry against it")
         return None
-    missing = np.setdiff1d(np.load(path).astype(np.int64), client_ids)
+    missing = np.setdiff1d(read_relevant_clients(path), client_ids)
     if len(missing):
         message = f"{len(missing)} relevant clients have no row in the entry"
         if strict:
