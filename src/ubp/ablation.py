@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ubp.encoders.base import Run
-from ubp.encoders.registry import create
+from ubp.encoders.registry import block_options
 from ubp.pipeline import RunOptions, _device, ensure_split, ensure_world, evaluate_cached
 from ubp.plots import grouped_bars
 from ubp.profile import build_profile
@@ -33,7 +33,7 @@ def variants(recipe: Recipe) -> dict[str, Recipe]:
             out[f"without {block.name}"] = replace(recipe, blocks=tuple(b for b in recipe.blocks if b is not block))
     for i, block in enumerate(recipe.blocks):
         switches = OBJECTIVE_SWITCHES.get(block.name, {})
-        config = create(block.name, **block.options).config if switches else None
+        config = block_options(block.name, block.options) if switches else None
         for objective, (option, off) in switches.items():
             if getattr(config, option) == off:
                 continue

@@ -55,12 +55,23 @@ def synth(out: Path, clients: int | None, scale: str | None, seed: int) -> None:
 
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), required=True)
+@click.option("--no-iso-timestamps", is_flag=True, help="Accept only 'YYYY-MM-DD HH:MM:SS' strings and naive datetimes.")
+@click.option("--no-price-quantiles", is_flag=True, help="Reject float/decimal prices instead of bucketing them.")
+@click.option("--no-hash-string-ids", is_flag=True, help="Reject string ids instead of hashing them to int64.")
+@click.option("--no-text-vectors", is_flag=True, help="Reject free-text names/queries instead of embedding them.")
+@click.option("--price-edges", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Bucket float prices with these edges (an earlier store's prepared/price_edges.json).")
 @_fail_cleanly
-def prepare(data_dir: Path) -> None:
-    """Validate the raw files and write the typed prepared store."""
+def prepare(data_dir: Path, no_iso_timestamps: bool, no_price_quantiles: bool, no_hash_string_ids: bool,
+            no_text_vectors: bool, price_edges: Path | None) -> None:
+    """Validate the raw files (converting a real log's own types) and write the typed prepared store."""
+    from ubp.data.conversions import PrepareOptions
     from ubp.data.prepare import prepare as run_prepare
 
-    click.echo(run_prepare(data_dir).describe())
+    options = PrepareOptions(iso_timestamps=not no_iso_timestamps, price_quantiles=not no_price_quantiles,
+                             hash_string_ids=not no_hash_string_ids, text_vectors=not no_text_vectors,
+                             price_edges=price_edges)
+    click.echo(run_prepare(data_dir, options).describe())
 
 
 @main.command()

@@ -209,15 +209,17 @@ def raw_fingerprint(data_dir: Path) -> dict[str, list[int]]:
     return {n: [(data_dir / n).stat().st_size, (data_dir / n).stat().st_mtime_ns] for n in names}
 
 
-def is_current(data_dir: Path | str, options: PrepareOptions = PrepareOptions()) -> bool:
-    """Whether DIR/prepared/ exists and was built from the raw files as they are now, with `options`."""
+def is_current(data_dir: Path | str, options: PrepareOptions | None = None) -> bool:
+    """Whether DIR/prepared/ exists and was built from the raw files as they are now (and with
+    `options`, when given: None accepts the options the store was built with)."""
     data_dir = Path(data_dir)
     manifest = prepared_dir(data_dir) / MANIFEST
     if not manifest.is_file():
         return False
     try:
         stored = json.loads(manifest.read_text())
-        return stored["raw"] == raw_fingerprint(data_dir) and stored.get("options") == _options_key(options)
+        same_options = options is None or stored.get("options") == _options_key(options)
+        return stored["raw"] == raw_fingerprint(data_dir) and same_options
     except FileNotFoundError:
         return False
 

@@ -75,14 +75,15 @@ def target_starts(end_date: datetime, days: int = DAYS_IN_TARGET) -> tuple[datet
     return train, train + timedelta(days=days)
 
 
-def split(data_dir: Path | str, options: PrepareOptions = PrepareOptions()) -> SplitSummary:
-    """Split DIR into input and target windows (see module docstring); prepares DIR first if needed."""
+def split(data_dir: Path | str, options: PrepareOptions | None = None) -> SplitSummary:
+    """Split DIR into input and target windows (see module docstring); prepares DIR first if needed
+    (with `options`; None keeps a current store as it was prepared, or prepares with the defaults)."""
     start = time.perf_counter()
     data_dir = Path(data_dir)
     notes = []
     if not is_current(data_dir, options):
         notes.append("prepared store (re)built first")
-        notes += [f"conversion: {c}" for c in prepare(data_dir, options).conversions]
+        notes += [f"conversion: {c}" for c in prepare(data_dir, options or PrepareOptions()).conversions]
     end_date = read_prepared(data_dir, "product_buy").select(pl.col("timestamp").max()).collect().item()
     if end_date is None:
         raise input_error(data_dir / "product_buy.parquet", "no rows: the split places its windows from the last purchase", "timestamp")

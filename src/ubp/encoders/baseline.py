@@ -20,6 +20,7 @@ import polars as pl
 
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
+from ubp.encoders.options import BaselineOptions
 from ubp.encoders.tabular import fit_clients, index_of, load_state, long_to_wide, raw_matrix, save_state, top_values
 from ubp.layout import VECTOR_LEN, EventType
 
@@ -43,9 +44,9 @@ class BaselineEncoder:
     name: ClassVar[str] = "baseline"
     preferred_normalise: ClassVar[str] = "none"  # the organisers' entry is their raw features
 
-    def __init__(self, days: tuple[int, ...] = (1, 7, 30), top_n: int = 10) -> None:
-        self.days = tuple(days)
-        self.top_n = top_n
+    def __init__(self, options: BaselineOptions | None = None) -> None:
+        self.options = options or BaselineOptions()
+        self.days, self.top_n = self.options.days, self.options.top_n
 
     def fit(self, window: InputWindow, run: Run | None = None) -> "BaselineEncoder":
         rel = pl.Series(fit_clients(window), dtype=pl.Int64)
@@ -119,7 +120,7 @@ class BaselineEncoder:
     @classmethod
     def load(cls, path: Path) -> "BaselineEncoder":
         params, arrays = load_state(path)
-        enc = cls(days=tuple(params["days"]), top_n=params["top_n"])
+        enc = cls(BaselineOptions(days=tuple(params["days"]), top_n=params["top_n"]))
         enc.max_date_ = {k: (datetime.fromisoformat(v) if v else None) for k, v in params["max_date"].items()}
         enc.top_ = {k: {c: arrays[f"top__{k}__{c}"] for c in cols} for k, cols in TYPE_COLUMNS.items()}
         return enc

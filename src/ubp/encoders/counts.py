@@ -16,6 +16,7 @@ import polars as pl
 
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
+from ubp.encoders.options import CountsOptions
 from ubp.encoders.tabular import (
     RawCache,
     age_days,
@@ -80,10 +81,9 @@ class CountsEncoder:
     name: ClassVar[str] = "counts"
     preferred_normalise: ClassVar[str] = "none"  # standardized and clipped in transform
 
-    def __init__(self, top_n: int = 100, windows: tuple[int, ...] = (7, 30, 90), clip: float = 5.0) -> None:
-        self.top_n = top_n
-        self.windows = tuple(windows)
-        self.clip = clip
+    def __init__(self, options: CountsOptions | None = None) -> None:
+        self.options = options or CountsOptions()
+        self.top_n, self.windows, self.clip = self.options.top_n, self.options.windows, self.options.clip
         self.cache_: RawCache | None = None  # raw rows of the fit clients, for transform of the same window
 
     def _names(self) -> tuple[list[str], list[str], list[str]]:
@@ -136,7 +136,7 @@ class CountsEncoder:
     @classmethod
     def load(cls, path: Path) -> "CountsEncoder":
         params, arrays = load_state(path)
-        enc = cls(top_n=params["top_n"], windows=tuple(params["windows"]), clip=params["clip"])
+        enc = cls(CountsOptions(top_n=params["top_n"], windows=tuple(params["windows"]), clip=params["clip"]))
         enc.columns_ = params["columns"]
         enc.categories_, enc.skus_ = arrays["categories"], arrays["skus"]
         enc.mean_, enc.std_ = arrays["mean"], arrays["std"]

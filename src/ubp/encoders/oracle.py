@@ -13,6 +13,7 @@ import numpy as np
 
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
+from ubp.encoders.options import OracleOptions
 from ubp.encoders.tabular import load_state, rows_of, save_state
 
 ORACLE_DIR = "oracle"
@@ -38,6 +39,9 @@ class OracleEncoder:
 
     name: ClassVar[str] = "oracle"
     preferred_normalise: ClassVar[str] = "none"  # the generator writes it standardized
+
+    def __init__(self, options: OracleOptions | None = None) -> None:
+        self.options = options or OracleOptions()
 
     def fit(self, window: InputWindow, run: Run | None = None) -> "OracleEncoder":
         self.dim_ = read_oracle(window)[1].shape[1]

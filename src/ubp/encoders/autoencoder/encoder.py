@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import polars as pl
@@ -24,6 +23,7 @@ from ubp.data.window import InputWindow
 from ubp.encoders.autoencoder.losses import autoencoder_loss, noise_sigma
 from ubp.encoders.autoencoder.model import ResidualAutoencoder
 from ubp.encoders.base import Run
+from ubp.encoders.options import AutoencoderOptions
 from ubp.encoders.registry import REGISTRY, create
 from ubp.encoders.tabular import fit_clients
 from ubp.training import (
@@ -36,30 +36,11 @@ from ubp.training import (
 TRANSFORM_BATCH = 65_536
 
 
-@dataclass(frozen=True)
-class AutoencoderConfig:
-    input_block: str = "features"
-    input_options: dict = field(default_factory=dict)
-    hidden: tuple[int, ...] = (512, 256, 128, 64)
-    latent: int = 64
-    epochs: int = 20
-    batch_size: int = 512
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    lambda_con: float = 0.1
-    lambda_l2: float = 1e-3
-    temperature: float = 0.1
-    sigma_start: float = 0.10
-    sigma_end: float = 0.02
-    max_users: int | None = None  # train on a seeded sample of the fit clients (None: all)
-    checkpoint_every: int = 1000  # steps between checkpoints (also one at each epoch end)
-
-
 class AutoencoderEncoder:
     name: ClassVar[str] = "autoencoder"
 
-    def __init__(self, **options: Any) -> None:
-        self.config = from_dict(AutoencoderConfig, options, "autoencoder")
+    def __init__(self, options: AutoencoderOptions | None = None) -> None:
+        self.config = options or AutoencoderOptions()
 
     def fit(self, window: InputWindow, run: Run) -> "AutoencoderEncoder":
         cfg = self.config
@@ -116,7 +97,7 @@ class AutoencoderEncoder:
     def load(cls, path: Path) -> "AutoencoderEncoder":
         path = Path(path)
         params = json.loads((path / "config.json").read_text())
-        self = cls(**params["config"])
+        self = cls(from_dict(AutoencoderOptions, params["config"], str(path)))
         cfg = self.config
         self.model_ = ResidualAutoencoder(params["n_in"], cfg.hidden, cfg.latent)
         self.model_.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))

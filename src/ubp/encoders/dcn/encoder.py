@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from ubp.config import ConfigError, from_dict
+from ubp.config import from_dict
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
+from ubp.encoders.options import DcnOptions
 from ubp.encoders.dcn.inner_split import inner_labels, write_inner_window
 from ubp.encoders.dcn.losses import dcn_loss
 from ubp.encoders.dcn.model import DcnModel, quantile_edges
@@ -36,49 +37,13 @@ from ubp.encoders.tabular import fit_clients
 from ubp.training import atomic_dir, choose_device, fit_loop, seed_everything
 
 TRANSFORM_BATCH = 8_192
-VIEW_KINDS = ("events", "columns")
-
-
-@dataclass(frozen=True)
-class DcnConfig:
-    input_block: str = "features"
-    input_options: dict = field(default_factory=dict)
-    sequence_block: str | None = None  # e.g. "sequence": its embedding joins x0 through an MLP
-    sequence_options: dict = field(default_factory=dict)
-    sequence_dim: int = 64
-    n_bins: int = 32
-    column_dim: int = 2
-    ranks: tuple[int, ...] = (64, 32, 32)
-    widths: tuple[int, ...] = (64, 32, 32)  # the block dimension is their sum
-    head: tuple[int, ...] = (64, 64, 64, 64)
-    horizon_days: int = 14
-    n_targets: int = 100
-    contrastive: bool = False  # on the small world it cost ~.10-.15 AUROC on propensity (report of issue 7)
-    views: str = "events"
-    drop_p: float = 0.3
-    lambda_con: float = 0.1
-    temperature: float = 0.1
-    epochs: int = 10
-    batch_size: int = 512
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    max_users: int | None = None  # train on a seeded sample of the fit clients (None: all)
-    checkpoint_every: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.views not in VIEW_KINDS:
-            raise ConfigError(f"dcn.views: {self.views!r}; expected one of {VIEW_KINDS}")
-        if len(self.ranks) != len(self.widths) or not self.ranks:
-            raise ConfigError(f"dcn: ranks {self.ranks} and widths {self.widths} need one entry per cross layer")
-        if not 0.0 <= self.drop_p < 1.0:
-            raise ConfigError(f"dcn.drop_p: {self.drop_p}; expected 0 <= p < 1")
 
 
 class DcnEncoder:
     name: ClassVar[str] = "dcn"
 
-    def __init__(self, **options: Any) -> None:
-        self.config = from_dict(DcnConfig, options, "dcn")
+    def __init__(self, options: DcnOptions | None = None) -> None:
+        self.config = options or DcnOptions()
 
     @property
     def dim(self) -> int:
@@ -189,7 +154,7 @@ class DcnEncoder:
     def load(cls, path: Path) -> "DcnEncoder":
         path = Path(path)
         params = json.loads((path / "config.json").read_text())
-        self = cls(**params["config"])
+        self = cls(from_dict(DcnOptions, params["config"], str(path)))
         cfg = self.config
         state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
         shape = tuple(state["ple.lo"].shape)  # the bins themselves come with the state below
