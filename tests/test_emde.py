@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 import scipy.sparse as sp
 
-from ubp.data.window import InputWindow, write_window
 from ubp.config import ConfigError
+from ubp.data.window import InputWindow, write_window
 from ubp.encoders import create
 from ubp.encoders.base import Run
 from ubp.encoders.emde.cleora import ShardGraph, propagate, start_vectors
