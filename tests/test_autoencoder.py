@@ -10,6 +10,7 @@ import torch
 
 import ubp.training
 from handmade_window import handmade_window
+from ubp.errors import UsageError
 from ubp.encoders import create
 from ubp.config import ConfigError
 from ubp.encoders.autoencoder.encoder import AutoencoderEncoder
@@ -88,5 +89,5 @@ def test_batches_never_leave_a_lone_row_and_device_choice_is_checked():
     assert ubp.training.batch_slices(3, 8) == [slice(0, 3)]
     if not torch.cuda.is_available():
         assert ubp.training.choose_device("auto").type == "cpu"
-        with pytest.raises(RuntimeError, match="no CUDA"):
+        with pytest.raises(UsageError, match="no CUDA"):
             ubp.training.choose_device("cuda")

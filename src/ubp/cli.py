@@ -10,23 +10,23 @@ import click
 from ubp.layout import TASKS
 
 
-class UbpError(click.ClickException):
+class _OneLine(click.ClickException):
     """A user-facing error: one clear line, exit status 1, no traceback."""
 
 
 def _fail_cleanly(fn):
-    """Turn the package's input errors into one-line CLI errors instead of tracebacks."""
+    """Turn ubp's own errors (`ubp.errors.UbpError`) into one-line CLI errors; anything else is a
+    bug in ubp and keeps its traceback."""
     import functools
 
-    from ubp.config import ConfigError
-    from ubp.errors import InputError
+    from ubp.errors import UbpError
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (InputError, ConfigError, FileNotFoundError, KeyError, ValueError) as e:
-            raise UbpError(str(e).strip("'\"")) from e
+        except UbpError as e:
+            raise _OneLine(str(e)) from e
 
     return wrapper
 
@@ -124,11 +124,10 @@ def evaluate(data_dir, embeddings_dir, out, tasks, mode, device, orders, strict)
 
 @main.command()
 def blocks() -> None:
-    """List the registered profile blocks."""
-    from ubp.encoders import REGISTRY
+    """List every profile block with its description and options (type, default, help)."""
+    from ubp.encoders.registry import describe_blocks
 
-    for name in REGISTRY.names():
-        click.echo(name)
+    click.echo("\n".join(describe_blocks()))
 
 
 @main.command()
@@ -183,15 +182,18 @@ def _run_options(fn):
     def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device, engine):
         import logging
 
+        from ubp.recipe import load_recipe
+
+        recipe = load_recipe(config)  # checked before anything heavy is imported or any file written
+
         from ubp import engines
         from ubp.pipeline import RunOptions
-        from ubp.recipe import load_recipe
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
         opts = RunOptions(out=out, data_dir=data_dir, scale=scale, world_seed=world_seed, mode=mode,
                           orders=orders, device=device, show_progress=sys.stderr.isatty())
         with engines.use(engine):
-            return fn(opts, load_recipe(config))
+            return fn(opts, recipe)
 
     for option in reversed(options):
         wrapper = option(wrapper)

@@ -148,7 +148,7 @@ def run(opts: RunOptions, recipe: Recipe) -> Path:
         profile = build_profile(window, recipe, out / "entry", out / "blocks", run_ctx)
     problems = validate_entry(data_dir, out / "entry", relevant_check=True)
     if problems:
-        raise ValueError("the profile entry is not valid: " + "; ".join(problems))
+        raise RuntimeError("the profile entry is not valid: " + "; ".join(problems))
     entries = {"profile": out / "entry"}
     with times.stage("references"):
         for ref in opts.references:

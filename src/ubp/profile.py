@@ -25,6 +25,8 @@ from ubp.encoders.base import Run
 from ubp.chunks import column_sum, spans
 from ubp.entry import atomic_save_npy, write_entry
 from ubp.recipe import BlockSpec, Recipe
+from ubp.config import ConfigError
+from ubp.errors import input_error
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +149,7 @@ def blend(blocks: list[BlockMatrix], recipe: Recipe, extra_columns: int = 0) -> 
     """
     kept = [b for b in blocks if b.spec.weight > 0]
     if not kept:
-        raise ValueError("every block has weight 0: nothing to blend")
+        raise ConfigError("every block has weight 0: nothing to blend")
     blocks.clear()
     total = sum(b.spec.pca or b.matrix.shape[1] for b in kept)
     limit = recipe.max_width - extra_columns
@@ -184,7 +186,7 @@ def build_profile(
     """Fit every block, blend, and write the entry with its `profile.json` manifest."""
     ids = window.relevant_clients if client_ids is None else np.asarray(client_ids, dtype=np.int64)
     if len(ids) == 0:
-        raise ValueError(f"{window.root / 'relevant_clients.npy'}: no clients to embed")
+        raise input_error(window.root / "relevant_clients.npy", "no clients to embed")
     blocks = [fit_block(spec, window, ids, blocks_dir, run) for spec in recipe.blocks]
     fit_seconds = {b.spec.name: b.seconds for b in blocks}
     cached = [b.spec.name for b in blocks if b.cached]

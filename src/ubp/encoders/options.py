@@ -91,7 +91,7 @@ class EmdeOptions:
     dim: int = option(64, "Cleora item-vector width")
     iterations: int = option(3, "Cleora propagation steps")
     n_partitions: int = option(10, "LSH partitions of the item space")
-    n_buckets: int = option(128, "buckets per partition")
+    n_buckets: int = option(128, "buckets per partition (a power of two)")
     half_lives_days: tuple[float, ...] = option((7.0, 60.0), "half-lives in days of the decayed sketches")
     out_dim: int = option(256, f"columns after truncated SVD (1..{MAX_EMDE_OUT_DIM})")
     fit_users: int = option(50_000, "clients the SVD is fitted on")
@@ -103,6 +103,9 @@ class EmdeOptions:
             raise ConfigError(f"emde.half_lives_days: must be positive, got {self.half_lives_days}")
         if min(self.dim, self.iterations, self.n_partitions, self.n_buckets, self.fit_users) < 1:
             raise ConfigError("emde: dim, iterations, n_partitions, n_buckets and fit_users must be ≥ 1")
+        bits = self.n_buckets.bit_length() - 1
+        if self.n_buckets < 2 or 1 << bits != self.n_buckets or bits > self.dim:
+            raise ConfigError(f"emde.n_buckets: must be a power of two ≥ 2 with log2(n_buckets) ≤ dim, got {self.n_buckets}")
 
 
 @dataclass(frozen=True)

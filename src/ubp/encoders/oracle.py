@@ -15,6 +15,7 @@ from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
 from ubp.encoders.options import OracleOptions
 from ubp.encoders.tabular import load_state, rows_of, save_state
+from ubp.errors import InputError
 
 ORACLE_DIR = "oracle"
 
@@ -25,12 +26,12 @@ def read_oracle(window: InputWindow) -> tuple[np.ndarray, np.ndarray]:
     files = [folder / "client_ids.npy", folder / "embeddings.npy"]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise InputError(
             f"{missing[0]}: no oracle here; the oracle block only works on worlds written by `ubp synth`"
         )
     ids, emb = np.load(files[0]).astype(np.int64), np.load(files[1])
     if emb.ndim != 2 or len(emb) != len(ids):
-        raise ValueError(f"{files[1]}: shape {emb.shape} does not match {len(ids)} ids in {files[0]}")
+        raise InputError(f"{files[1]}: shape {emb.shape} does not match {len(ids)} ids in {files[0]}")
     return ids, emb.astype(np.float32)
 
 

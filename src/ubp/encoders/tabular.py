@@ -22,6 +22,7 @@ import polars as pl
 from ubp.chunks import spans
 from ubp.data.window import InputWindow, shard_of
 from ubp.engines import map_shards
+from ubp.errors import input_error
 
 SECONDS_PER_DAY = 86_400.0
 # Largest fit-client raw matrix kept for transform: with the output matrix beside it, a full-scale
@@ -283,7 +284,7 @@ def load_state(path: Path | str) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
     for name in ("params.json", "state.npz"):
         if not (path / name).is_file():
-            raise FileNotFoundError(f"{path / name}: missing; a saved block holds params.json and state.npz")
+            raise input_error(path / name, "missing; a saved block holds params.json and state.npz")
     with np.load(path / "state.npz", allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     return json.loads((path / "params.json").read_text()), arrays

@@ -27,7 +27,7 @@ import torch
 
 import ubp
 from ubp.data.raw import read_relevant_clients
-from ubp.errors import input_error
+from ubp.errors import UsageError, input_error
 from ubp.evaluation.labels import TaskLabels, build_labels
 from ubp.evaluation.report import atomic_write_text, write_report
 from ubp.evaluation.trainer import PROTOCOLS, TrainResult, resolve_device, train_and_score
@@ -53,7 +53,7 @@ class ScoringRun:
 def scoring_runs(client_ids: np.ndarray, k: int, base_seed: int) -> list[ScoringRun]:
     """The runs an entry is scored with; see the module docstring."""
     if k < 1:
-        raise ValueError(f"orders must be at least 1, got {k}")
+        raise UsageError(f"orders must be at least 1, got {k}")
     if k == 1:
         return [ScoringRun("entry", np.arange(len(client_ids)), base_seed)]
     return [ScoringRun(f"hash-salt-{s}", hash_order(client_ids, salt=s), base_seed + s) for s in range(k)]
@@ -64,7 +64,7 @@ def missing_relevant(data_dir: Path, client_ids: np.ndarray, strict: bool) -> in
     path = Path(data_dir) / "input" / "relevant_clients.npy"
     if not path.is_file():
         if strict:
-            raise FileNotFoundError(f"{path}: missing; --strict checks the entry against it")
+            raise input_error(path, "missing; --strict checks the entry against it")
         return None
     missing = np.setdiff1d(read_relevant_clients(path), client_ids)
     if len(missing):

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from ubp.errors import InputError
 from ubp.config import from_dict
 from ubp.data.window import InputWindow
 from ubp.encoders.autoencoder.losses import autoencoder_loss, noise_sigma
@@ -48,7 +49,7 @@ class AutoencoderEncoder:
         clients = _train_clients(window, cfg.max_users, run.seed)
         x = torch.from_numpy(np.ascontiguousarray(self.input_.transform(window, clients), dtype=np.float32))
         if len(x) < 2:
-            raise ValueError(f"autoencoder: needs at least 2 clients to train on, the window has {len(x)}")
+            raise InputError(f"{window.root}: autoencoder needs at least 2 clients to train on, the window has {len(x)}")
         device = choose_device(run.device)
         seed_everything(run.seed)
         model = ResidualAutoencoder(x.shape[1], cfg.hidden, cfg.latent)

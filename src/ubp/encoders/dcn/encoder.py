@@ -35,6 +35,7 @@ from ubp.encoders.dcn.views import masked_window
 from ubp.encoders.registry import REGISTRY, create
 from ubp.encoders.tabular import fit_clients
 from ubp.training import atomic_dir, choose_device, fit_loop, seed_everything
+from ubp.errors import InputError
 
 TRANSFORM_BATCH = 8_192
 
@@ -80,7 +81,7 @@ class DcnEncoder:
         )
         clients = _train_clients(inner, cfg.max_users, run.seed)
         if len(clients) < 2:
-            raise ValueError(f"dcn: needs at least 2 clients to train on, the window has {len(clients)}")
+            raise InputError(f"{window.root}: dcn needs at least 2 clients to train on, the window has {len(clients)}")
         x, seq = self._inputs(inner, clients)
         target = inner_labels(window, inner, clients, cfg.n_targets)
         views = self._event_views(inner, clients, run, work) if cfg.contrastive and cfg.views == "events" else None

@@ -30,6 +30,7 @@ from ubp.encoders.emde.items import ItemVocab, item_events
 from ubp.encoders.emde.lsh import BucketHash
 from ubp.encoders.emde.sketch import decayed_sketch
 from ubp.hashing import stable_hash
+from ubp.errors import InputError
 
 CONFIG_FILE = "emde.json"
 ARRAYS_FILE = "emde.npz"
@@ -95,7 +96,7 @@ class EmdeEncoder:
             encoder.codes_ = z["codes"]
             encoder.compressor_ = SketchCompressor(z["components"], z["mean"], z["scale"])
         if encoder.codes_.shape != (encoder.vocab_.n_items, encoder.n_partitions):
-            raise ValueError(f"{path / ARRAYS_FILE}: codes shape {encoder.codes_.shape} does not match the vocabulary")
+            raise InputError(f"{path / ARRAYS_FILE}: codes shape {encoder.codes_.shape} does not match the vocabulary")
         return encoder
 
 
