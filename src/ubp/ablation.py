@@ -13,7 +13,8 @@ from pathlib import Path
 from ubp.encoders.base import Run
 from ubp.encoders.registry import block_options
 from ubp.pipeline import RunOptions, _device, ensure_split, ensure_world, evaluate_cached
-from ubp.plots import grouped_bars
+from ubp.io import write_text
+from ubp.report import task_means, write_ablation_report
 from ubp.profile import build_profile
 from ubp.recipe import Recipe
 
@@ -55,16 +56,7 @@ def ablate(opts: RunOptions, recipe: Recipe) -> Path:
         entry = out / "ablation" / slug / "entry"
         build_profile(window, variant, entry, out / "blocks", run)
         table[name] = evaluate_cached(data_dir, entry, out / "ablation" / slug / "eval", opts)
-    from ubp.run_report import score_table, task_means
-
     means = {name: task_means(scores) for name, scores in table.items()}
-    (out / "ablation.json").write_text(json.dumps(means, indent=1))
-    html = (
-        "<!doctype html><meta charset='utf-8'><title>ubp ablation</title>"
-        f"<h1>Ablation ({opts.mode} mode, {opts.orders} runs: row order and network seed)</h1>"
-        + score_table(means, reference="all")
-        + grouped_bars({k: {t: v[0] for t, v in m.items()} for k, m in means.items()},
-                       {k: {t: v[1] for t, v in m.items()} for k, m in means.items()}, "ablation")
-    )
-    (out / "ablation.html").write_text(html)
+    write_text(out / "ablation.json", json.dumps(means, indent=1))  # row and task order kept
+    write_ablation_report(out / "ablation.html", means, opts.mode, opts.orders)
     return out / "ablation.html"

@@ -206,8 +206,11 @@ def _run_options(fn):
 def run(opts, recipe) -> None:
     """The whole job: world → split → blocks → profile → validate → evaluate → report."""
     from ubp.pipeline import run as run_pipeline
+    from ubp.report import run_summary
 
-    click.echo(f"report: {run_pipeline(opts, recipe)}")
+    report = run_pipeline(opts, recipe)
+    click.echo(run_summary(report.parent))
+    click.echo(f"report: {report}")
 
 
 @main.command()

@@ -134,7 +134,7 @@ def evaluate_entries(data_dir: Path, entries: dict[str, Path], out: Path, opts: 
 def run(opts: RunOptions, recipe: Recipe) -> Path:
     """The whole job; returns the path of the report."""
     from ubp.evaluation.validate import validate_entry
-    from ubp.run_report import write_run_report
+    from ubp.report import write_run_report
 
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -29,11 +29,12 @@ import ubp
 from ubp.data.raw import read_relevant_clients
 from ubp.errors import UsageError, input_error
 from ubp.evaluation.labels import TaskLabels, build_labels
-from ubp.evaluation.report import atomic_write_text, write_report
 from ubp.evaluation.trainer import PROTOCOLS, TrainResult, resolve_device, train_and_score
 from ubp.evaluation.validate import load_valid_entry
 from ubp.hashing import hash_order, order_fingerprint
+from ubp.io import write_text
 from ubp.layout import TASKS
+from ubp.report import write_evaluation_report
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,6 @@ def evaluate(
     }
     out = Path(out)
     scores_path, report_path = out / SCORES_FILE, out / REPORT_FILE
-    atomic_write_text(scores_path, json.dumps(scores, indent=2))
-    write_report(scores, report_path)
+    write_text(scores_path, json.dumps(scores, indent=2))
+    write_evaluation_report(scores, report_path)
     return EvaluationResult(scores=scores, scores_path=scores_path, report_path=report_path)
