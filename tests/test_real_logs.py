@@ -160,3 +160,19 @@ def test_integer_prices_outside_the_buckets_say_how_to_fix(tmp_path: Path) -> No
     tables["product_properties"] = tables["product_properties"].with_columns(pl.Series("price", [1299, 25]))
     with pytest.raises(InputError, match="integer price 1299 is not a challenge price bucket 0..99.*floats or decimals"):
         prepare(write_raw(tmp_path, tables))
+
+
+def test_prepare_command_lists_conversions_and_takes_the_switches(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from test_raw_validation import raw_tables, write_raw
+
+    from ubp.cli import main
+
+    tables = raw_tables()
+    tables["page_visit"] = tables["page_visit"].with_columns(pl.Series("url", ["/a", "/b", "/c"]))
+    root = write_raw(tmp_path, tables)
+    result = CliRunner().invoke(main, ["prepare", "--data-dir", str(root)])
+    assert result.exit_code == 0 and "url: 3 distinct string ids hashed to int64 (mapping prepared/ids/url.parquet)" in result.output
+    result = CliRunner().invoke(main, ["prepare", "--data-dir", str(root), "--no-hash-string-ids"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "column 'url': has dtype String, expected an integer type (int64) (the hash_string_ids conversion is switched off)" in result.output
