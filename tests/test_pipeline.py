@@ -43,7 +43,7 @@ def test_run_end_to_end_then_refit_only_the_changed_block(tiny_world: Path, tmp_
     assert emb.dtype == np.float16 and emb.shape == (len(ids), profile["width"])
     assert sorted(ids.tolist()) == sorted(np.load(tiny_world / "input" / "relevant_clients.npy").tolist())
     report = (out / "report.html").read_text()
-    for needle in ("The profile beats counts on ", "Δ against counts", "(ceiling)", "what its score is",
+    for needle in ("The profile beats counts on ", "Δ against <b>counts</b>", "(ceiling)", "what its score is",
                    "Scores", "baseline", "gap closed", "Stages", "peak RSS", "data:image/png;base64"):
         assert needle in report
     summary = json.loads((out / "summary.json").read_text())

@@ -36,13 +36,15 @@ def scores_doc() -> dict:
 
 def test_headline_counts_wins_mean_delta_and_gap_closed() -> None:
     deltas = [p - c for p, c in zip(ROWS["profile"], ROWS["counts"])]
-    shares = [(p - b) / (o - b) for p, b, o in zip(ROWS["profile"], ROWS["baseline"], ROWS["oracle"])]
+    share = (sum(ROWS["profile"]) - sum(ROWS["baseline"])) / (sum(ROWS["oracle"]) - sum(ROWS["baseline"]))
     expected = (f"The profile beats counts on 5 of 6 tasks, by {sum(deltas) / 6:+.3f} on average; "
-                f"it closes {sum(shares) / 6:.0%} of the baseline → oracle gap.")
+                f"it closes {share:.0%} of the baseline → oracle gap.")
     assert headline(MEANS) == expected == "The profile beats counts on 5 of 6 tasks, by +0.013 on average; it closes 64% of the baseline → oracle gap."
     without_oracle = {k: v for k, v in MEANS.items() if k != "oracle"}
     assert headline(without_oracle) == "The profile beats counts on 5 of 6 tasks, by +0.013 on average."
     assert headline({"profile": MEANS["profile"]}) is None
+    flat = {**MEANS, "oracle": {t: (v + 0.005, 0.0) for t, (v, _) in MEANS["baseline"].items()}}
+    assert headline(flat).endswith("by +0.013 on average.")  # no share of a gap narrower than 0.01
 
 
 def test_labels_without_a_validation_positive_are_warned_about() -> None:
@@ -64,7 +66,7 @@ def test_evaluation_report_explains_scores_and_warns(tmp_path: Path) -> None:
 
 def test_score_table_labels_delta_and_marks_the_oracle_as_a_ceiling() -> None:
     table = score_table(MEANS)
-    assert "Δ against counts" in table and "oracle <small>(ceiling)</small>" in table
+    assert "difference Δ against <b>counts</b>" in table and "Δ +0.014" in table and "oracle <small>(ceiling)</small>" in table
     ceiling_row = table.split('<tr class="ceiling">')[1].split("</tr>")[0]
     assert 'class="best"' not in ceiling_row  # the best of each column is among the entries, never the oracle
     assert table.count('class="best"') == 7  # six tasks and the average

@@ -23,6 +23,7 @@ from ubp.layout import PROPENSITY_TASKS
 Means = dict[str, dict[str, tuple[float, float]]]  # entry → task → (mean, std over runs)
 
 REFERENCE = "counts"  # every Δ of a run report is taken against this row
+MIN_GAP = 0.01  # a baseline → oracle gap narrower than this gives no meaningful share
 CEILING = "oracle"
 ENTRY = "profile"
 
@@ -33,7 +34,8 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 .best{font-weight:bold;background:#e8f5e9}.ceiling td{color:#777;font-style:italic;background:#fafafa}
 .lead{font-size:120%;padding:.6em 1em;background:#eef4fb;border-left:4px solid #4c72b0}
 .warn{padding:.5em 1em;background:#fff4e5;border-left:4px solid #e69500}
-.note{color:#555;font-size:90%}small{color:#555}img{max-width:100%}
+.note{color:#555;font-size:90%}small{color:#555;white-space:nowrap;font-size:80%}img{max-width:100%}
+.scores td{white-space:nowrap}caption{caption-side:top;text-align:left;color:#555;padding-bottom:.3em}
 """
 
 REFERENCE_ROWS = {
@@ -68,21 +70,30 @@ def headline(means: Means, entry: str = ENTRY, reference: str = REFERENCE) -> st
     wins = sum(d > 0 for d in deltas)
     sentence = (f"The {entry} beats {reference} on {wins} of {len(tasks)} tasks, "
                 f"by {np.mean(deltas):+.3f} on average")
-    shares = gap_shares(means, entry)
-    if shares is not None and any(not math.isnan(s) for s in shares.values()):
-        sentence += f"; it closes {np.nanmean(list(shares.values())):.0%} of the baseline → oracle gap"
+    share = average_gap_share(means, entry)
+    if share is not None:
+        sentence += f"; it closes {share:.0%} of the baseline → oracle gap"
     return sentence + "."
 
 
 def gap_shares(means: Means, entry: str = ENTRY) -> dict[str, float] | None:
-    """Per task, (entry − baseline) / (oracle − baseline); None without both references."""
+    """Per task, (entry − baseline) / (oracle − baseline), NaN where the gap is under MIN_GAP;
+    None without both references."""
     if not {"baseline", CEILING, entry} <= set(means):
         return None
     out = {}
     for task, (score, _) in means[entry].items():
         low, high = means["baseline"][task][0], means[CEILING][task][0]
-        out[task] = (score - low) / (high - low) if abs(high - low) > 1e-9 else float("nan")
+        out[task] = (score - low) / (high - low) if high - low >= MIN_GAP else float("nan")
     return out
+
+
+def average_gap_share(means: Means, entry: str = ENTRY) -> float | None:
+    """The share of the gap between the average scores (a task with a near-zero gap cannot blow it up)."""
+    if not {"baseline", CEILING, entry} <= set(means):
+        return None
+    low, high, score = (float(np.mean([v[0] for v in means[k].values()])) for k in ("baseline", CEILING, entry))
+    return (score - low) / (high - low) if high - low >= MIN_GAP else None
 
 
 def zero_auroc_warnings(scores: dict) -> list[str]:
@@ -113,7 +124,10 @@ def score_table(means: Means, reference: str | None = REFERENCE, ceiling: str | 
     contenders = {n: m for n, m in means.items() if n != ceiling} or means
     best = {t: max(m[t][0] for m in contenders.values()) for t in tasks} | {"average": max(avg[n] for n in contenders)}
     head = "".join(f"<th>{html.escape(t)}</th>" for t in tasks)
-    rows = [f"<table><tr><th>entry</th>{head}<th>average</th></tr>"]
+    caption = (f"<caption>mean ± std over runs; under each score, its difference Δ against <b>{html.escape(reference)}</b>"
+               + ("; best of each column in green (the ceiling row excluded)" if ceiling in means else "; best of each column in green")
+               + "</caption>") if reference in means else ""
+    rows = [f"<table class='scores'>{caption}<tr><th>entry</th>{head}<th>average</th></tr>"]
     for name, m in means.items():
         cells = []
         for t, mean in [*((t, m[t][0]) for t in tasks), ("average", avg[name])]:
@@ -122,9 +136,9 @@ def score_table(means: Means, reference: str | None = REFERENCE, ceiling: str | 
             delta = ""
             if reference in means and name != reference:
                 ref = means[reference][t][0] if t != "average" else avg[reference]
-                delta = f"<br><small>Δ against {html.escape(reference)} {mean - ref:+.3f}</small>"
+                delta = f"<br><small>Δ {mean - ref:+.3f}</small>"
             cells.append(f"<td{cls}>{mean:.3f}{std}{delta}</td>")
-        label = f"{html.escape(name)} <small>(ceiling)</small>" if name == ceiling else html.escape(name)
+        label = html.escape(name) + (" <small>(ceiling)</small>" if name == ceiling else " <small>(reference)</small>" if name == reference else "")
         row_cls = ' class="ceiling"' if name == ceiling else ""
         rows.append(f"<tr{row_cls}><td>{label}</td>{''.join(cells)}</tr>")
     rows.append("</table>")
@@ -134,7 +148,7 @@ def score_table(means: Means, reference: str | None = REFERENCE, ceiling: str | 
 def text_table(means: Means) -> str:
     """The score table as plain text (what `ubp run` prints at its end)."""
     tasks = list(next(iter(means.values())))
-    width = max(len(n) for n in means) + 2
+    width = max(len(f"{n} (ceiling)" if n == CEILING else n) for n in means) + 2
     lines = [" " * width + "".join(f"{t.removeprefix('propensity_'):>12}" for t in tasks) + f"{'average':>12}"]
     for name, m in means.items():
         avg = np.mean([m[t][0] for t in tasks])
@@ -150,7 +164,7 @@ def explained_rows(names: list[str]) -> str:
 
 def score_definitions(tasks: list[str]) -> str:
     rows = "".join(f"<tr><td>{html.escape(t)}</td><td style='text-align:left'>{score_definition(t)}</td></tr>" for t in tasks)
-    return (f"<table><tr><th>task</th><th>what its score is</th></tr>{rows}</table>"
+    return (f"<table><tr><th>task</th><th style='text-align:left'>what its score is</th></tr>{rows}</table>"
             "<p class='note'>Scores are the best of the downstream network's epochs on the validation window; "
             "over several runs (behaviour-free row order k, network seed 1278+k), their mean ± std.</p>")
 
@@ -160,9 +174,12 @@ def gap_table(means: Means, entry: str = ENTRY) -> str:
     if shares is None:
         return "<p class='note'>The share of the baseline → oracle gap needs the baseline and oracle rows.</p>"
     head = "".join(f"<th>{html.escape(t)}</th>" for t in shares)
-    cells = "".join(f"<td>{s:.0%}</td>" for s in shares.values())
-    return (f"<table><tr><th></th>{head}<th>average</th></tr><tr><td>{html.escape(entry)}</td>{cells}"
-            f"<td>{np.nanmean(list(shares.values())):.0%}</td></tr></table>")
+    cells = "".join(f"<td>{'–' if math.isnan(s) else f'{s:.0%}'}</td>" for s in shares.values())
+    average = average_gap_share(means, entry)
+    return (f"<table><tr><th></th>{head}<th>average scores</th></tr><tr><td>{html.escape(entry)}</td>{cells}"
+            f"<td>{'–' if average is None else f'{average:.0%}'}</td></tr></table>"
+            f"<p class='note'>(entry − baseline) / (oracle − baseline) per task; – where the oracle is less than "
+            f"{MIN_GAP} above the baseline. The last column takes the share between the average scores.</p>")
 
 
 def warnings_block(lines: list[str]) -> str:
