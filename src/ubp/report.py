@@ -256,14 +256,14 @@ def write_evaluation_report(scores: dict, path: Path) -> None:
     """`report.html` of `ubp evaluate`: one entry's scores, what they are, and their epochs."""
     from ubp.plots import evaluation_plot
 
-    head = ("task", "what the score is", "score", "std", "min", "max", "AUROC*", "novelty*", "diversity*",
+    head = ("task", "score is", "score", "std", "min", "max", "AUROC*", "novelty*", "diversity*",
             "clients", "labels with a validation positive", "seconds")
     rows = []
     for task, rec in scores["tasks"].items():
         run = rec["runs"][0]
         best = run["epochs"][run["best_epoch"]]
         n_labels = rec.get("n_labels", 1)
-        cells = (task, score_definition(task), _fmt(rec["score"]), _fmt(rec["std"]), _fmt(rec["min"]), _fmt(rec["max"]),
+        cells = (task, "blend" if task in PROPENSITY_TASKS else "AUROC", _fmt(rec["score"]), _fmt(rec["std"]), _fmt(rec["min"]), _fmt(rec["max"]),
                  _fmt(best["auroc"]), _fmt(best["novelty"]), _fmt(best["diversity"]), rec["n_clients"],
                  f"{rec.get('labels_with_validation_positive', n_labels)} of {n_labels}", f"{rec['wall_s']:.1f}")
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
@@ -275,8 +275,8 @@ def write_evaluation_report(scores: dict, path: Path) -> None:
         f"<h1>ubp evaluation of {html.escape(scores['entry'])}</h1>",
         warnings_block(zero_auroc_warnings(scores)),
         "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + f"</tr>{''.join(rows)}</table>",
-        "<p class='note'>* at the best epoch of the first run. A score is the best of the epochs, rounded to 4 places; "
-        "over several runs (behaviour-free row order k, network seed 1278+k), their mean.</p>",
+        "<p class='note'>* at the best epoch of the first run.</p>",
+        score_definitions(list(scores["tasks"])),
         evaluation_plot(scores), f"<table>{meta_rows}</table>",
     ]
     write_text(path, page(f"ubp evaluation: {scores['entry']}", parts))
