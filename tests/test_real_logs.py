@@ -176,3 +176,16 @@ def test_prepare_command_lists_conversions_and_takes_the_switches(tmp_path: Path
     result = CliRunner().invoke(main, ["prepare", "--data-dir", str(root), "--no-hash-string-ids"])
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert "column 'url': has dtype String, expected an integer type (int64) (the hash_string_ids conversion is switched off)" in result.output
+
+
+def test_two_string_ids_with_one_hash_are_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ubp.data.prepare
+    from test_raw_validation import raw_tables, write_raw
+
+    tables = raw_tables()
+    tables["page_visit"] = tables["page_visit"].with_columns(pl.Series("url", ["/a", "/b", "/a"]))
+    root = write_raw(tmp_path, tables)
+    monkeypatch.setattr(ubp.data.prepare, "hash_strings", lambda values: np.zeros(len(values), dtype=np.int64))
+    with pytest.raises(InputError, match=r"page_visit.parquet: column 'url': string ids '/a' and '/b' hash to the same int64"):
+        prepare(root)
+    assert not (root / "prepared").exists()
