@@ -224,11 +224,6 @@ def is_current(data_dir: Path | str, options: PrepareOptions | None = None) -> b
         return False
 
 
-def prepared_conversions(data_dir: Path | str) -> list[str]:
-    """The conversions the prepared store of DIR went through (empty for a log in the challenge's types)."""
-    return json.loads((prepared_dir(data_dir) / MANIFEST).read_text()).get("conversions", [])
-
-
 def read_prepared(data_dir: Path | str, name: str) -> pl.LazyFrame:
     """A prepared table by event type (or `product_properties`)."""
     return pl.scan_parquet(prepared_dir(data_dir) / f"{name}.parquet")

@@ -5,8 +5,8 @@ at midnight 27 days before it, the validation target 14 days later; input files 
 event before the train-target start in raw order, target files are the purchases of each
 window joined with the product properties. On top of that the split derives the target
 definition files that are missing (see `ubp.data.targets`) and writes the input window that
-encoders read (`ubp.data.window`). Every file is staged in DIR/.split.tmp and moved into place
-only once all of them are written.
+encoders read (`ubp.data.window`, swapped in as one folder). The other files are staged in
+DIR/.split.tmp and each renamed into place only once all of them are written.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from ubp.data.conversions import PrepareOptions, vector_strings
 from ubp.data.prepare import RELEVANT, is_current, prepare, read_prepared
-from ubp.data.raw import EVENT_COLUMNS, PROPERTY_COLUMNS, open_raw, read_relevant_clients, relevant_clients_are_strings
+from ubp.data.raw import EVENT_COLUMNS, PROPERTY_COLUMNS, open_raw, read_relevant_clients
 from ubp.data.targets import Purchases, write_target_files
 from ubp.data.window import write_window
 from ubp.errors import input_error
@@ -100,9 +100,7 @@ def split(data_dir: Path | str, options: PrepareOptions | None = None) -> SplitS
         buys = _purchases(data_dir, tts, vts)
         buyers = read_prepared(data_dir, "product_buy").filter(pl.col("timestamp") < tts).select("client_id").unique().collect()
         notes += write_target_files(data_dir / "target", stage / "target", buys, relevant, buyers["client_id"])
-        # a string-id log keeps its own relevant_clients.npy: the window reads it through the same hash
-        window_relevant = None if relevant_clients_are_strings(data_dir / RELEVANT) else relevant
-        write_window(_stream(data_dir), read_prepared(data_dir, "product_properties").collect(), tts, data_dir / "input", window_relevant)
+        write_window(_stream(data_dir), read_prepared(data_dir, "product_properties").collect(), tts, data_dir / "input", relevant)
         _move_into(stage, data_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

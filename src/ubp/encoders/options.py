@@ -146,7 +146,7 @@ class DcnOptions:
     head: tuple[int, ...] = option((64, 64, 64, 64), "hidden widths of the task head")
     horizon_days: int = option(14, "label window of the inner split in days")
     n_targets: int = option(100, "targets per propensity label of the inner split")
-    contrastive: bool = option(False, "add InfoNCE between two views")
+    contrastive: bool = option(False, "add InfoNCE between two views (off: on the synthetic worlds it costs propensity AUROC)")
     views: str = option("events", f"how views are made: one of {VIEW_KINDS}")
     drop_p: float = option(0.3, "share of events (or columns) dropped in a view, 0 ≤ p < 1")
     lambda_con: float = option(0.1, "weight of the InfoNCE term")
