@@ -7,7 +7,6 @@ from the challenge's own types.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,24 +23,9 @@ from ubp.evaluation.validate import validate_entry
 from ubp.layout import EVENT_TYPES, PROPERTIES_FILE
 from ubp.profile import build_profile
 from ubp.recipe import recipe_for_blocks
+from ubp.synth.shop_log import iso_with_offset, raw_copy, write_shop_log
 
 BLOCKS = ["counts", "features"]
-ID_COLUMNS = ("client_id", "sku", "category", "url")
-
-
-def raw_copy(world: Path, root: Path) -> Path:
-    """The raw files of `world` (no prepared store, no split outputs) under `root`."""
-    (root / "input").mkdir(parents=True)
-    for name in [PROPERTIES_FILE, *(f"{t}.parquet" for t in EVENT_TYPES)]:
-        shutil.copy(world / name, root / name)
-    shutil.copy(world / "input" / "relevant_clients.npy", root / "input" / "relevant_clients.npy")
-    return root
-
-
-def iso_with_offset(frame: pl.DataFrame, hours: int) -> pl.DataFrame:
-    """Timestamps as local ISO-8601 strings `YYYY-MM-DDTHH:MM:SS.000+HH:00` of the same instants."""
-    local = pl.col("timestamp").str.to_datetime("%Y-%m-%d %H:%M:%S") + pl.duration(hours=hours)
-    return frame.with_columns(local.dt.strftime(f"%Y-%m-%dT%H:%M:%S.000+{hours:02d}:00").alias("timestamp"))
 
 
 def rewrite(root: Path, name: str, fn) -> None:
@@ -79,23 +63,9 @@ def test_iso_timestamps_with_offsets_give_the_same_entry(tiny_world: Path, refer
 
 
 def test_log_in_its_own_types_gives_a_valid_entry(tiny_world: Path, tmp_path: Path) -> None:
-    root = raw_copy(tiny_world, tmp_path / "shop")
-    names = pl.read_parquet(root / PROPERTIES_FILE)
-    prices = names["price"].to_numpy().astype(np.float64) * 3.17 + np.linspace(0.0, 0.5, len(names)) + 0.99
-
-    def string_ids(frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.with_columns(pl.format("{}-{}", pl.lit(c[0]), pl.col(c)).alias(c) for c in ID_COLUMNS if c in frame.columns)
-
-    rewrite(root, PROPERTIES_FILE, lambda f: string_ids(f).with_columns(
-        pl.Series("price", prices), pl.format("product {} of category {}", pl.col("sku"), pl.col("category")).alias("name")))
-    for k, kind in enumerate(EVENT_TYPES):
-        def shop(f: pl.DataFrame, h: int = k) -> pl.DataFrame:
-            f = string_ids(iso_with_offset(f, h))
-            return f.with_columns(pl.format("query {}", pl.col("query").str.slice(0, 12)).alias("query")) if "query" in f.columns else f
-        rewrite(root, f"{kind}.parquet", shop)
-    relevant = np.load(root / "input" / "relevant_clients.npy")
-    extra = np.array([f"new-{i}" for i in range(7)])  # relevant clients with no event at all
-    np.save(root / "input" / "relevant_clients.npy", np.concatenate([np.char.add("c-", relevant.astype(str)), extra]))
+    root = write_shop_log(tiny_world, tmp_path / "shop", n_unseen=7)
+    names = pl.read_parquet(tiny_world / PROPERTIES_FILE)
+    extra = np.array([f"new-{i}" for i in range(7)])  # the relevant clients with no event at all
 
     summary = prepare(root)
     text = summary.describe()
@@ -107,8 +77,7 @@ def test_log_in_its_own_types_gives_a_valid_entry(tiny_world: Path, tmp_path: Pa
     assert mapping.filter(pl.col("raw") == "new-3")["id"].item() == hash_strings(np.array(["new-3"]))[0]
     products = pl.read_parquet(root / "prepared" / PROPERTIES_FILE)
     assert products["price"].min() == 0 and products["price"].max() == 99
-    assert products["name"][0].to_list() == text_vectors([names["sku"].cast(str).map_elements(
-        lambda s: f"product s-{s}", return_dtype=pl.String)[0] + f" of category c-{names['category'][0]}"])[0].tolist()
+    assert products["name"][0].to_list() == text_vectors([f"product s-{names['sku'][0]} of category k-{names['category'][0]}"])[0].tolist()
 
     summary = split(root)
     assert any("7 of" in n and "no event in the input window" in n for n in summary.notes), summary.notes
