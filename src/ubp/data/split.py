@@ -11,7 +11,6 @@ DIR/.split.tmp and each renamed into place only once all of them are written.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import time
@@ -31,7 +30,6 @@ from ubp.errors import input_error
 from ubp.layout import DAYS_IN_TARGET, EVENT_TYPES, EVENT_VALUE_COLUMN, ITEM_EVENTS, PROPERTIES_FILE, STREAM_SCHEMA, EventType
 
 STAGE = ".split.tmp"
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -116,10 +114,8 @@ def _no_history_note(data_dir: Path, tts: datetime, relevant) -> list[str]:
     n = int((~pl.Series(relevant, dtype=pl.Int64).is_in(active.implode())).sum())
     if not n:
         return []
-    message = (f"warning: {n:,} of {len(relevant):,} relevant clients have no event in the input window; "
-               "their profile is each block's empty-history row with no_history = 1")
-    log.warning(message)
-    return [message]
+    return [f"warning: {n:,} of {len(relevant):,} relevant clients have no event in the input window; "
+            "their profile is each block's empty-history row with no_history = 1"]
 
 
 def _write_input_files(data_dir: Path, out: Path, tts: datetime) -> dict[str, int]:
