@@ -63,6 +63,8 @@ class Recipe:
     def __post_init__(self) -> None:
         if not self.blocks:
             raise ConfigError("a recipe needs at least one [[blocks]] entry")
+        if all(b.weight == 0 for b in self.blocks):
+            raise ConfigError("every block has weight 0: the profile would have no column")
         names = [b.name for b in self.blocks]
         if len(set(names)) != len(names):
             raise ConfigError(f"block names must be unique in a recipe, got {names}")
