@@ -10,19 +10,22 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from ubp.cache import cache_root
+from ubp.device import resolve_device
 from ubp.encoders.base import Run
 from ubp.encoders.registry import block_options
-from ubp.pipeline import RunOptions, _device, ensure_split, ensure_world, evaluate_cached
+from ubp.encoders.sequence.config import OBJECTIVES
 from ubp.io import write_text
-from ubp.report import task_means, write_ablation_report
+from ubp.pipeline import RunOptions, ensure_split, ensure_world, evaluate_cached
 from ubp.profile import build_profile
 from ubp.recipe import Recipe
+from ubp.report import task_means, write_ablation_report
 
 # Objectives a block can switch off one at a time: block → objective → (option, value when off).
 # A block with switches exposes its resolved options as `.config`; an objective already off there
 # (future_window is off by default) gets no variant, as it would only repeat "all".
 OBJECTIVE_SWITCHES: dict[str, dict[str, tuple[str, object]]] = {
-    "sequence": {f"{o.upper()}": (f"{o}_weight", 0.0) for o in ("nip", "nup", "netp", "tdp", "future_window")},
+    "sequence": {f"{o.upper()}": (f"{o}_weight", 0.0) for o in OBJECTIVES},
 }
 
 
@@ -49,12 +52,12 @@ def ablate(opts: RunOptions, recipe: Recipe) -> Path:
     out = Path(opts.out)
     data_dir = ensure_world(opts)
     window = ensure_split(data_dir)
-    run = Run(seed=recipe.seed, device=_device(opts.device), show_progress=opts.show_progress)
+    run = Run(seed=recipe.seed, device=str(resolve_device(opts.device)), show_progress=opts.show_progress)
     table: dict[str, dict] = {}
     for name, variant in variants(recipe).items():
         slug = name.replace(" ", "_")
         entry = out / "ablation" / slug / "entry"
-        build_profile(window, variant, entry, out / "blocks", run)
+        build_profile(window, variant, entry, cache_root(opts.cache) / "blocks", run)
         table[name] = evaluate_cached(data_dir, entry, out / "ablation" / slug / "eval", opts)
     means = {name: task_means(scores) for name, scores in table.items()}
     write_text(out / "ablation.json", json.dumps(means, indent=1))  # row and task order kept

@@ -24,6 +24,7 @@ from ubp.data.raw import (
     read_relevant_clients, relevant_clients_are_strings,
 )
 from ubp.errors import input_error
+from ubp.fingerprint import code_version, files_fingerprint
 from ubp.io import atomic_dir, write_json
 from ubp.layout import EVENT_TYPES, ITEM_EVENTS, PROPERTIES_FILE
 
@@ -203,10 +204,11 @@ def _price_edges(properties: RawFile, options: PrepareOptions) -> np.ndarray | N
     return price_edges(prices.to_numpy())
 
 
-def raw_fingerprint(data_dir: Path) -> dict[str, list[int]]:
-    """Size and modification time of each raw table: a changed table makes the store stale."""
+def raw_fingerprint(data_dir: Path) -> dict[str, str | None]:
+    """Content digest of each raw table and the code version of this stage: a changed table or
+    changed code makes the store stale; a moved folder does not."""
     names = [PROPERTIES_FILE, *(f"{t}.parquet" for t in EVENT_TYPES)]
-    return {n: [(data_dir / n).stat().st_size, (data_dir / n).stat().st_mtime_ns] for n in names}
+    return {**files_fingerprint(data_dir, names), "code": code_version(__name__)}
 
 
 def is_current(data_dir: Path | str, options: PrepareOptions | None = None) -> bool:

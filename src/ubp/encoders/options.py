@@ -50,6 +50,11 @@ class OracleOptions:
 
 
 @dataclass(frozen=True)
+class NoHistoryOptions:
+    """No options: one indicator column."""
+
+
+@dataclass(frozen=True)
 class BaselineOptions:
     days: tuple[int, ...] = option((1, 7, 30), "look-back windows in days")
     top_n: int = option(10, "most frequent values per column counted")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from ubp.config import ConfigError, from_dict
 from ubp.encoders.options import (
     AutoencoderOptions, BaselineOptions, CountsOptions, DcnOptions, EmdeOptions, FeaturesOptions, GraphOptions,
-    OracleOptions, RandomOptions,
+    NoHistoryOptions, OracleOptions, RandomOptions,
 )
 from ubp.encoders.sequence.config import SequenceConfig, sequence_options
 
@@ -48,6 +48,8 @@ _ENTRIES: dict[str, BlockEntry] = {
     "sequence": BlockEntry("ubp.encoders.sequence.encoder:SequenceEncoder", SequenceConfig,
                            "causal Transformer over the event sequence (NIP / NUP / NETP / TDP objectives)",
                            build=sequence_options),
+    "no_history": BlockEntry("ubp.encoders.no_history:NoHistoryEncoder", NoHistoryOptions,
+                             "1 for a client with no event in the window (added by the profile when some have none)"),
     "dcn": BlockEntry("ubp.encoders.dcn.encoder:DcnEncoder", DcnOptions,
                       "DCN-v2 over another block's columns, trained on open-task labels of an inner split"),
 }
