@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ubp.chunks import column_sum, spans
+from ubp.chunks import spans
 from ubp.io import atomic_file
+from ubp.standardize import Standardizer
 
 PCA_FIT_ROWS = 200_000  # rows a block's PCA is fitted on (a 1,127-column block: 1.7 GiB of float64)
 CLIP = 5.0
@@ -78,9 +79,8 @@ def fit_normaliser(matrix: np.ndarray, method: str, weight: float, pca: int | No
     n, d = matrix.shape
     mean = std = None
     if method == "standardize":
-        mean = column_sum((matrix[r].astype(np.float64) for r in spans(n)), d) / max(n, 1)
-        std = np.sqrt(column_sum((np.square(matrix[r].astype(np.float64) - mean) for r in spans(n)), d) / max(n, 1))
-        std = np.where(std > 1e-12, std, 1.0)
+        standardizer = Standardizer.fit(matrix, clip=CLIP, floor=1e-12)
+        mean, std = standardizer.mean, standardizer.std
     scaler = Normaliser(method, 1.0, d, mean, std)
     info: dict = {"normalise": method, "in_dim": int(d)}
     if pca is None or pca >= d:
