@@ -26,12 +26,9 @@ from ubp.encoders.autoencoder.model import ResidualAutoencoder
 from ubp.encoders.base import Run
 from ubp.encoders.registry import REGISTRY, create
 from ubp.encoders.tabular import fit_clients
-from ubp.training import (
-    atomic_dir,
-    choose_device,
-    fit_loop,
-    seed_everything,
-)
+from ubp.device import resolve_device
+from ubp.io import atomic_dir
+from ubp.training import fit_rows, seed_everything
 
 TRANSFORM_BATCH = 65_536
 
@@ -68,7 +65,7 @@ class AutoencoderEncoder:
         x = torch.from_numpy(np.ascontiguousarray(self.input_.transform(window, clients), dtype=np.float32))
         if len(x) < 2:
             raise ValueError(f"autoencoder: needs at least 2 clients to train on, the window has {len(x)}")
-        device = choose_device(run.device)
+        device = resolve_device(run.device)
         seed_everything(run.seed)
         model = ResidualAutoencoder(x.shape[1], cfg.hidden, cfg.latent)
         std = x.std(0, unbiased=False)
@@ -84,15 +81,9 @@ class AutoencoderEncoder:
             views = torch.cat([xb, xb]) + sigma * torch.randn(2 * len(xb), xb.shape[1], device=device)
             z = model.encode(views)  # (2B, latent): one BatchNorm batch for both views
             recon = model.decode(z)
-            loss = autoencoder_loss(
-                xb, recon.chunk(2), z.chunk(2), cfg.lambda_con, cfg.lambda_l2, cfg.temperature
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            return loss
+            return autoencoder_loss(xb, recon.chunk(2), z.chunk(2), cfg.lambda_con, cfg.lambda_l2, cfg.temperature)
 
-        self.last_loss_ = fit_loop(self.name, len(x), cfg, run, step, {"model": model, "opt": opt}, (x,))
+        self.last_loss_ = fit_rows(self.name, len(x), cfg, run, step, [opt], {"model": model, "opt": opt}, (x,))
         self.model_ = model.cpu().eval()
         return self
 
