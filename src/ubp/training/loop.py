@@ -95,7 +95,7 @@ def train_loop(
             epoch_losses = []
         with torch.autocast(options.device.type, dtype=torch.bfloat16, enabled=autocast):
             losses = net(batches[1][k], Step(index, epoch))
-        loss = _weighted(losses, options.weights)
+        loss = weighted_loss(losses, options.weights)
         for o in optimizers:
             o.zero_grad(set_to_none=True)
         loss.backward()
@@ -134,7 +134,8 @@ def _wrap(forward: Callable[[Any, Step], Losses] | nn.Module, device: torch.devi
     return DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def _weighted(losses: Losses, weights: dict[str, float] | None) -> torch.Tensor:
+def weighted_loss(losses: Losses, weights: dict[str, float] | None) -> torch.Tensor:
+    """The loss a step minimises: the weighted sum of the named losses (the only one when `weights` is None)."""
     if weights is None:
         (loss,) = losses.values()
         return loss
