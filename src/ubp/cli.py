@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -122,29 +123,50 @@ def blocks() -> None:
 
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), required=True)
-@click.option("--blocks", "block_names", required=True, help="Comma-separated block names, e.g. features,counts.")
+@click.option("--config", type=click.Path(path_type=Path), default=None, help="Profile recipe (TOML), as for `ubp run`.")
+@click.option("--blocks", "block_names", default=None, help="Or comma-separated block names, e.g. features,counts.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Entry folder to write.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=None, help="Default: the recipe's seed (0 with --blocks).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Fitted-block cache (default: OUT/blocks).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where the per-shard feature maps run: here, or on Ray Data (the cluster at RAY_ADDRESS).")
 @_fail_cleanly
-def embed(data_dir: Path, block_names: str, out: Path, seed: int, device: str, cache: Path | None, engine: str) -> None:
-    """Fit blocks on the input window and write an entry for the relevant clients."""
-    from ubp import engines
+def embed(data_dir: Path, config: Path | None, block_names: str | None, out: Path, seed: int | None, device: str,
+          cache: Path | None, engine: str) -> None:
+    """Fit a recipe's blocks on the input window and write an entry for the relevant clients.
+
+    Under `torchrun --nproc_per_node N -m ubp embed …` the processes train together (DDP) and
+    each embeds a share of the clients; rank 0 writes.
+    """
+    import dataclasses
+
+    from ubp import distributed, engines
     from ubp.data.window import InputWindow
     from ubp.encoders.base import Run
-    from ubp.pipeline import _device
+    from ubp.errors import UsageError
     from ubp.profile import build_profile
-    from ubp.recipe import recipe_for_blocks
+    from ubp.recipe import load_recipe, recipe_for_blocks
 
-    recipe = recipe_for_blocks([b.strip() for b in block_names.split(",") if b.strip()], seed=seed)
+    import logging
+
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 logs
+    logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+    if (config is None) == (block_names is None):
+        raise UsageError("give a recipe (--config) or block names (--blocks), not both")
+    if config is not None:
+        recipe = load_recipe(config)
+        recipe = recipe if seed is None else dataclasses.replace(recipe, seed=seed)
+    else:
+        recipe = recipe_for_blocks([b.strip() for b in block_names.split(",") if b.strip()], seed=seed or 0)
     window = InputWindow.open(data_dir)
-    run = Run(seed=seed, device=_device(device), show_progress=sys.stderr.isatty())
-    with engines.use(engine):
+    with distributed.session(device) as here, engines.use(engine):
+        run = Run(seed=recipe.seed, device=str(here), show_progress=sys.stderr.isatty() and distributed.is_main())
         profile = build_profile(window, recipe, out, cache or out / "blocks", run)
-    click.echo(f"{out}: {profile['n_clients']} clients x {profile['width']} columns ({block_names})")
+        if distributed.is_main():
+            names = ",".join(b.name for b in recipe.blocks)
+            click.echo(f"{out}: {profile['n_clients']} clients x {profile['width']} columns ({names})")
 
 
 def _run_options(fn):
@@ -172,15 +194,18 @@ def _run_options(fn):
     def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device, engine):
         import logging
 
-        from ubp import engines
+        from ubp import distributed, engines
         from ubp.pipeline import RunOptions
         from ubp.recipe import load_recipe
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+        main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 logs
+        logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING, format="%(asctime)s %(message)s",
+                            datefmt="%H:%M:%S")
         opts = RunOptions(out=out, data_dir=data_dir, scale=scale, world_seed=world_seed, mode=mode,
-                          orders=orders, device=device, show_progress=sys.stderr.isatty())
-        with engines.use(engine):
-            return fn(opts, load_recipe(config))
+                          orders=orders, device=device, show_progress=sys.stderr.isatty() and main_rank)
+        recipe = load_recipe(config)
+        with distributed.session(device), engines.use(engine):
+            return fn(opts, recipe)
 
     for option in reversed(options):
         wrapper = option(wrapper)
@@ -192,9 +217,12 @@ def _run_options(fn):
 @_run_options
 def run(opts, recipe) -> None:
     """The whole job: world → split → blocks → profile → validate → evaluate → report."""
+    from ubp import distributed
     from ubp.pipeline import run as run_pipeline
 
-    click.echo(f"report: {run_pipeline(opts, recipe)}")
+    report = run_pipeline(opts, recipe)
+    if distributed.is_main():
+        click.echo(f"report: {report}")
 
 
 @main.command()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 
+from ubp import distributed
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
 from ubp.layout import TASKS
@@ -140,13 +141,16 @@ def run(opts: RunOptions, recipe: Recipe) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     times = StageTimes()
     with times.stage("world"):
-        data_dir = ensure_world(opts)
+        data_dir = ensure_world(opts) if distributed.is_main() else None
     with times.stage("prepare+split"):
-        window = ensure_split(data_dir)
-    run_ctx = Run(seed=recipe.seed, device=_device(opts.device), show_progress=opts.show_progress)
+        if distributed.is_main():
+            ensure_split(data_dir)
+        data_dir = Path(distributed.broadcast(data_dir))  # under torchrun the others wait for rank 0's world
+        window = InputWindow.open(data_dir)
+    run_ctx = Run(seed=recipe.seed, device=str(distributed.local_device(opts.device)), show_progress=opts.show_progress)
     with times.stage("profile"):
         profile = build_profile(window, recipe, out / "entry", out / "blocks", run_ctx)
-    problems = validate_entry(data_dir, out / "entry", relevant_check=True)
+    problems = validate_entry(data_dir, out / "entry", relevant_check=True) if distributed.is_main() else []
     if problems:
         raise ValueError("the profile entry is not valid: " + "; ".join(problems))
     entries = {"profile": out / "entry"}
@@ -157,6 +161,8 @@ def run(opts: RunOptions, recipe: Recipe) -> Path:
             ref_dir = out / "references" / ref
             build_profile(window, recipe_for_blocks([ref], seed=recipe.seed), ref_dir, out / "blocks", run_ctx)
             entries[ref] = ref_dir
+    if not distributed.is_main():  # the other ranks' work (training, embedding shares) is done
+        return out / "report.html"
     scores = evaluate_entries(data_dir, entries, out / "eval", opts, times)
     report = write_run_report(out, profile=profile, scores=scores, stages=times.stages, window=window,
                               entry_dir=out / "entry", mode=opts.mode)

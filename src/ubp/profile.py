@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import ubp
+from ubp import distributed
 from ubp.data.window import InputWindow
 from ubp.encoders import create
 from ubp.encoders.base import Run
@@ -39,7 +40,7 @@ def window_fingerprint(window: InputWindow) -> str:
 @dataclass(frozen=True)
 class BlockMatrix:
     spec: BlockSpec
-    matrix: np.ndarray  # float32 (n_clients, dim), rows in the order of the profile's client ids
+    matrix: np.ndarray | None  # float32 (n_clients, dim), rows in the order of the profile's client ids; None off rank 0
     cached: bool
     seconds: float
 
@@ -54,30 +55,39 @@ def fit_block(
     folder = Path(blocks_dir) / key
     matrix_path = folder / "matrix.npy"
     ids_path = folder / "client_ids.npy"
-    if matrix_path.is_file() and ids_path.is_file() and np.array_equal(np.load(ids_path), client_ids):
+    cached = matrix_path.is_file() and ids_path.is_file() and np.array_equal(np.load(ids_path), client_ids)
+    if distributed.broadcast(cached):  # rank 0 decides, so every rank takes the same branch
         log.info("block %s: cached (%s)", spec.name, folder)
-        return BlockMatrix(spec, np.load(matrix_path), cached=True, seconds=0.0)
+        return BlockMatrix(spec, np.load(matrix_path) if distributed.is_main() else None, cached=True, seconds=0.0)
     start = time.perf_counter()
     log.info("block %s: fitting", spec.name)
-    block_run = Run(
-        seed=run.seed, device=run.device, work_dir=folder / "work", show_progress=run.show_progress, options=run.options
-    )
-    (folder / "work").mkdir(parents=True, exist_ok=True)
+    # scratch per rank; checkpoints are read and written by rank 0 only, in its work folder
+    work = folder / ("work" if distributed.is_main() else f"work-rank{distributed.rank()}")
+    block_run = Run(seed=run.seed, device=run.device, work_dir=work, show_progress=run.show_progress, options=run.options)
+    work.mkdir(parents=True, exist_ok=True)
     encoder = create(spec.name, **spec.options).fit(window, block_run)
-    matrix = np.asarray(encoder.transform(window, client_ids), dtype=np.float32)
+    if distributed.is_main():
+        model_tmp = folder / "model.tmp"
+        shutil.rmtree(model_tmp, ignore_errors=True)
+        encoder.save(model_tmp)
+        shutil.rmtree(folder / "model", ignore_errors=True)
+        model_tmp.rename(folder / "model")
+    if distributed.world_size() > 1:  # every rank embeds its share with rank 0's saved model
+        distributed.barrier()
+        if not distributed.is_main():
+            encoder = type(encoder).load(folder / "model")
+    share = distributed.share(len(client_ids))
+    matrix = distributed.gather_rows(np.asarray(encoder.transform(window, client_ids[share]), dtype=np.float32))
+    if not distributed.is_main():
+        shutil.rmtree(work, ignore_errors=True)
+        return BlockMatrix(spec, None, cached=False, seconds=round(time.perf_counter() - start, 2))
     finite = all(np.isfinite(matrix[r]).all() for r in spans(len(matrix)))  # no n x dim mask
     if matrix.shape[0] != len(client_ids) or not finite:
         raise RuntimeError(f"block {spec.name}: transform returned shape {matrix.shape} or non-finite values")
-    model_tmp = folder / "model.tmp"
-    shutil.rmtree(model_tmp, ignore_errors=True)
-    encoder.save(model_tmp)
-    shutil.rmtree(folder / "model", ignore_errors=True)
-    model_tmp.rename(folder / "model")
     atomic_save_npy(matrix_path, matrix)
     atomic_save_npy(ids_path, client_ids)
-    shutil.rmtree(folder / "work", ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
     return BlockMatrix(spec, matrix, cached=False, seconds=round(time.perf_counter() - start, 2))
-
 
 
 def _scaler(x: np.ndarray, method: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -178,11 +188,17 @@ def build_profile(
     window: InputWindow, recipe: Recipe, out_dir: Path, blocks_dir: Path, run: Run,
     client_ids: np.ndarray | None = None,
 ) -> dict:
-    """Fit every block, blend, and write the entry with its `profile.json` manifest."""
+    """Fit every block, blend, and write the entry with its `profile.json` manifest.
+
+    Under torchrun every rank fits the blocks (the sequence block's batches split by rank) and
+    embeds its share of the clients; rank 0 blends and writes, the other ranks return {}.
+    """
     ids = window.relevant_clients if client_ids is None else np.asarray(client_ids, dtype=np.int64)
     if len(ids) == 0:
         raise ValueError(f"{window.root / 'relevant_clients.npy'}: no clients to embed")
     blocks = [fit_block(spec, window, ids, blocks_dir, run) for spec in recipe.blocks]
+    if not distributed.is_main():
+        return {}
     fit_seconds = {b.spec.name: b.seconds for b in blocks}
     cached = [b.spec.name for b in blocks if b.cached]
     matrix, manifest = blend(blocks, recipe)  # empties `blocks`: no block matrix outlives its columns

@@ -14,6 +14,7 @@ once at the end, so a step on a GPU needs no host synchronisation.
 
 from __future__ import annotations
 
+import logging
 import random
 import sys
 from collections.abc import Callable, Sequence
@@ -30,6 +31,8 @@ from tqdm.auto import tqdm
 from ubp import distributed
 from ubp.training import checkpoint
 from ubp.training.checkpoint import Stateful
+
+log = logging.getLogger(__name__)
 
 Losses = dict[str, torch.Tensor]
 Callback = Callable[[int, Losses], None]
@@ -81,6 +84,8 @@ def train_loop(
     loss of the last epoch's steps run here (nan when none was left to run).
     """
     start = checkpoint.load_checkpoint(options.checkpoint, parts, options.settings) if options.checkpoint else 0
+    if start:
+        log.info("%s: resuming at step %d of %d from %s", options.name, start, total_steps, options.checkpoint)
     net = _wrap(forward, options.device)
     params = [p for o in optimizers for g in o.param_groups for p in g["params"]]
     autocast = options.bf16 and options.device.type == "cuda"
