@@ -87,8 +87,6 @@ def train_loop(
     if start:
         log.info("%s: resuming at step %d of %d from %s", options.name, start, total_steps, options.checkpoint)
     net = _wrap(forward, options.device)
-    params = [p for o in optimizers for g in o.param_groups for p in g["params"]]
-    autocast = options.bf16 and options.device.type == "cuda"
     epoch_losses: list[torch.Tensor] = []
     running: Losses = {}
     batches: tuple[int, Sequence[Any]] = (-1, ())
@@ -98,18 +96,7 @@ def train_loop(
         if batches[0] != epoch:
             batches = (epoch, epoch_batches(epoch))
             epoch_losses = []
-        with torch.autocast(options.device.type, dtype=torch.bfloat16, enabled=autocast):
-            losses = net(batches[1][k], Step(index, epoch))
-        loss = weighted_loss(losses, options.weights)
-        for o in optimizers:
-            o.zero_grad(set_to_none=True)
-        loss.backward()
-        if options.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, options.grad_clip)
-        for o in optimizers:
-            o.step()
-        for s in schedulers:
-            s.step()
+        loss, losses = train_step(net, batches[1][k], Step(index, epoch), optimizers, options, schedulers)
         done = index + 1
         detached = {name: value.detach() for name, value in losses.items()}
         epoch_losses.append(loss.detach())
@@ -130,6 +117,33 @@ def train_loop(
     if bar is not None:
         bar.close()
     return float(torch.stack(epoch_losses).mean()) if epoch_losses else float("nan")
+
+
+def train_step(
+    net: Callable[[Any, Step], Losses],
+    batch: Any,
+    step: Step,
+    optimizers: Sequence[torch.optim.Optimizer],
+    options: LoopOptions,
+    schedulers: Sequence[Any] = (),
+) -> tuple[torch.Tensor, Losses]:
+    """One optimisation step: forward (bf16 autocast on a GPU if asked), weighted loss, backward,
+    clipping, optimiser and scheduler steps. Returns the weighted loss and the named losses."""
+    autocast = options.bf16 and options.device.type == "cuda"
+    with torch.autocast(options.device.type, dtype=torch.bfloat16, enabled=autocast):
+        losses = net(batch, step)
+    loss = weighted_loss(losses, options.weights)
+    for o in optimizers:
+        o.zero_grad(set_to_none=True)
+    loss.backward()
+    if options.grad_clip is not None:
+        params = [p for o in optimizers for g in o.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, options.grad_clip)
+    for o in optimizers:
+        o.step()
+    for s in schedulers:
+        s.step()
+    return loss, losses
 
 
 def _wrap(forward: Callable[[Any, Step], Losses] | nn.Module, device: torch.device) -> Callable[[Any, Step], Losses]:

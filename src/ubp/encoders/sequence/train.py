@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -105,18 +106,26 @@ class TrainingData:
         return fingerprint(t.client_ids, t.offsets, t.event_type, t.ids, t.timestamp)
 
 
-def train(
-    model: SequenceModel,
-    tokens: Tokens,
-    cfg: SequenceConfig,
-    run: Run,
-    callback: Callback | None = None,
-) -> SequenceModel:
-    """Train `model` in place on `tokens`; resumes from `run.work_dir` when a checkpoint is there.
+@dataclass(frozen=True)
+class Training:
+    """Everything a run of the loop needs, built once: the benchmark drives the same pieces step by step."""
 
-    `callback(step, losses)` is called after every step with the detached per-objective losses
-    (still on the device: reading them waits for the step to finish).
-    """
+    objectives: SequenceObjectives
+    data: TrainingData
+    optimizer: torch.optim.AdamW
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    options: LoopOptions
+    total_steps: int
+
+    def run(self) -> None:
+        parts = {"model": self.objectives.model, "optimizer": self.optimizer, "scheduler": self.scheduler}
+        train_loop(self.objectives, lambda epoch: EpochBatches(self.data, epoch), self.data.steps_per_epoch,
+                   self.total_steps, [self.optimizer], parts, self.options, schedulers=[self.scheduler])
+
+
+def training(model: SequenceModel, tokens: Tokens, cfg: SequenceConfig, run: Run,
+             callback: Callback | None = None) -> Training:
+    """The model on its device with its objectives, batches, optimiser, schedule and loop options."""
     device = resolve_device(run.device)
     model.to(device).train()
     _freeze_unused_heads(model, cfg)
@@ -126,7 +135,6 @@ def train(
     total = min(total, cfg.max_steps) if cfg.max_steps else total
     optimizer = _optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, total))
-    torch.manual_seed(run.seed * 1_000 + distributed.rank())
     options = LoopOptions(
         name=NAME,
         work_dir=run.work_dir,
@@ -139,9 +147,24 @@ def train(
         show_progress=run.show_progress,
         callback=callback,
     )
-    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    train_loop(SequenceObjectives(model, cfg, vocab), lambda epoch: EpochBatches(data, epoch),
-               data.steps_per_epoch, total, [optimizer], parts, options, schedulers=[scheduler])
+    return Training(SequenceObjectives(model, cfg, vocab), data, optimizer, scheduler, options, total)
+
+
+def train(
+    model: SequenceModel,
+    tokens: Tokens,
+    cfg: SequenceConfig,
+    run: Run,
+    callback: Callback | None = None,
+) -> SequenceModel:
+    """Train `model` in place on `tokens`; resumes from `run.work_dir` when a checkpoint is there.
+
+    `callback(step, losses)` is called after every step with the detached per-objective losses
+    (still on the device: reading them waits for the step to finish).
+    """
+    setup = training(model, tokens, cfg, run, callback)
+    torch.manual_seed(run.seed * 1_000 + distributed.rank())  # dropout: each rank its own stream
+    setup.run()
     return model.eval()
 
 
