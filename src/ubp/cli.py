@@ -32,6 +32,16 @@ def _fail_cleanly(fn):
     return wrapper
 
 
+def _log_on_rank_zero() -> bool:
+    """Progress logs at INFO, from rank 0 only under torchrun (the ranks would repeat each other); True on rank 0."""
+    import logging
+
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+    return main_rank
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ubp")
 def main() -> None:
@@ -148,13 +158,9 @@ def embed(data_dir: Path, config: Path | None, block_names: str | None, out: Pat
     from ubp.profile import build_profile
     from ubp.recipe import load_recipe, recipe_for_blocks
 
-    import logging
-
-    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 logs
-    logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING, format="%(asctime)s %(message)s",
-                        datefmt="%H:%M:%S")
+    _log_on_rank_zero()
     if (config is None) == (block_names is None):
-        raise UsageError("give a recipe (--config) or block names (--blocks), not both")
+        raise UsageError("give exactly one of --config (a recipe) or --blocks (block names)")
     if config is not None:
         recipe = load_recipe(config)
         recipe = recipe if seed is None else dataclasses.replace(recipe, seed=seed)
@@ -192,15 +198,11 @@ def _run_options(fn):
 
     @functools.wraps(fn)
     def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device, engine):
-        import logging
-
         from ubp import distributed, engines
         from ubp.pipeline import RunOptions
         from ubp.recipe import load_recipe
 
-        main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 logs
-        logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING, format="%(asctime)s %(message)s",
-                            datefmt="%H:%M:%S")
+        main_rank = _log_on_rank_zero()
         opts = RunOptions(out=out, data_dir=data_dir, scale=scale, world_seed=world_seed, mode=mode,
                           orders=orders, device=device, show_progress=sys.stderr.isatty() and main_rank)
         recipe = load_recipe(config)
