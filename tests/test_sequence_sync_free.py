@@ -67,8 +67,9 @@ def reference_losses(model, hidden, batch, is_first, cfg, vocab, generator) -> d
     return losses
 
 
-@pytest.mark.parametrize("compact", [False, True])
-def test_losses_and_gradients_equal_the_plain_reference_on_the_same_batches(window: InputWindow, compact: bool) -> None:
+@pytest.mark.parametrize("mode", ["every position", "capped", "compact"])
+def test_losses_and_gradients_equal_the_plain_reference_on_the_same_batches(window: InputWindow, mode: str) -> None:
+    """Fixed shapes (every position, or the host's power-of-two bound) as on a GPU, or compacted as on a CPU."""
     cfg = make_config("tiny", **TINY, future_window_weight=0.5, uniform_negatives=16)
     tokens = tokenize(window, cfg.hash_rows, cfg.price_buckets)
     data = TrainingData(tokens, cfg, seed=0, device=torch.device("cpu"))
@@ -79,10 +80,14 @@ def test_losses_and_gradients_equal_the_plain_reference_on_the_same_batches(wind
     for step in range(4):
         chunk = rng.choice(len(data.start), cfg.batch_size, replace=False)
         batch = data.batch(chunk, step)
+        if mode == "every position":
+            del batch["caps"]
+        else:
+            assert set(batch["caps"]) == {"nip", "nup", "future_window"}
         hidden = model(batch)
         seed = int(torch.randint(2**31, (1,), generator=torch.Generator().manual_seed(step)))
         ours = objective_losses(model, hidden, batch, batch["is_first"], cfg, vocab,
-                                torch.Generator().manual_seed(seed), compact=compact)
+                                torch.Generator().manual_seed(seed), compact=mode == "compact")
         plain = reference_losses(model, hidden, batch, batch["is_first"], cfg, vocab, torch.Generator().manual_seed(seed))
         assert set(ours) == set(plain)
         for name in plain:

@@ -105,6 +105,7 @@ def objective_losses(
     predict = real & ((position[None] > 0) | is_first[:, None])
     event_type, ids = event_type.flatten(), batch["ids"].flatten(0, 1)
     rows = cfg.hash_rows
+    caps = batch.get("caps", {})
     losses: dict[str, torch.Tensor] = {}
     if cfg.netp_weight > 0:
         mask, h, target = _targets(compact, predict.flatten(), hidden, event_type)
@@ -116,7 +117,7 @@ def objective_losses(
     if cfg.nip_weight > 0:
         is_item = functools.reduce(torch.logical_or, (event_type == int(t) for t in ITEM_TYPES))
         mask = predict.flatten() & is_item & (ids[:, 0] > 0)
-        mask, h, keys = _targets(compact, mask, hidden, ids[:, 0] * rows + ids[:, 1])
+        mask, h, keys = _targets(compact, mask, hidden, ids[:, 0] * rows + ids[:, 1], cap=caps.get("nip"))
         draws = (  # a log with no item events (e.g. visits only) has no vocabulary to draw from
             torch.randint(len(vocab.keys), (cfg.uniform_negatives,), generator=generator, device=keys.device)
             if len(vocab.keys)
@@ -133,23 +134,45 @@ def objective_losses(
         losses["nip"] = _masked_mean(error, mask)
     if cfg.nup_weight > 0:
         mask = predict.flatten() & (event_type == int(EventType.PAGE_VISIT)) & (ids[:, 4] > 0)
-        mask, h, keys = _targets(compact, mask, hidden, ids[:, 4] * rows + ids[:, 5])
+        mask, h, keys = _targets(compact, mask, hidden, ids[:, 4] * rows + ids[:, 5], cap=caps.get("nup"))
         candidates, keep, table_keys = distinct_candidates(keys, mask)  # in-batch negatives
         queries = F.normalize(model.url_query(h), dim=-1)
         vectors = model.key_vectors(table_keys, model.url_out)
         error = sampled_softmax(queries, keys, candidates, vectors, cfg.temperature, keep=keep)
         losses["nup"] = _masked_mean(error, mask)
     if cfg.future_window_weight > 0:
-        valid, h, labels = _targets(compact, batch["future_valid"].flatten(), after, batch["future_ids"].flatten(0, 1))
+        valid, h, labels = _targets(compact, batch["future_valid"].flatten(), after, batch["future_ids"].flatten(0, 1),
+                                    cap=caps.get("future_window"))
         losses["future_window"] = _future_window_loss(model, h, labels, valid, cfg)
     return losses
 
 
-def _targets(compact: bool, mask: torch.Tensor, *rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """(mask, *rows) as they are, or, when `compact`, only the rows where `mask` holds (and a mask of ones)."""
-    if not compact:
+def _targets(compact: bool, mask: torch.Tensor, *rows: torch.Tensor, cap: int | None = None) -> tuple[torch.Tensor, ...]:
+    """(mask, *rows) narrowed to the rows a loss needs.
+
+    `compact`: only the rows where `mask` holds (and a mask of ones). Else, with `cap` (a bound on
+    the mask's count known on the host, see `sampled_softmax_caps`), the first `cap` rows once the
+    masked ones are moved to the front: a shape known without asking the device. Else every row.
+    """
+    if compact:
+        return (mask[mask], *(r[mask] for r in rows))
+    if cap is None or cap >= len(mask):
         return (mask, *rows)
-    return (mask[mask], *(r[mask] for r in rows))
+    first = torch.sort(mask.to(torch.uint8), descending=True, stable=True).indices[:cap]
+    return (mask[first], *(r[first] for r in rows))
+
+
+def sampled_softmax_caps(event_type: np.ndarray, ids: np.ndarray, real: np.ndarray,
+                         future_valid: np.ndarray | None) -> dict[str, int]:
+    """Host-side bounds on the target positions of the sampled-softmax objectives of one batch,
+    rounded up to a power of two (a handful of shapes): their queries and candidates need only
+    that many rows, and the bound comes from the host arrays the batch is built from."""
+    item = np.isin(event_type, [int(t) for t in ITEM_TYPES]) & (ids[..., 0] > 0)
+    visit = (event_type == int(EventType.PAGE_VISIT)) & (ids[..., 4] > 0)
+    counts = {"nip": int((real & item).sum()), "nup": int((real & visit).sum())}
+    if future_valid is not None:
+        counts["future_window"] = int(future_valid.sum())
+    return {name: max(64, 1 << max(n - 1, 0).bit_length()) for name, n in counts.items()}
 
 
 def _future_window_loss(

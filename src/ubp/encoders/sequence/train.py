@@ -24,7 +24,13 @@ from ubp.encoders.base import Run
 from ubp.encoders.sequence.config import SequenceConfig
 from ubp.encoders.sequence.future import FutureWindow, future_labels, future_window
 from ubp.encoders.sequence.model import SequenceModel
-from ubp.encoders.sequence.objectives import OBJECTIVES, ItemVocabulary, objective_losses, vocabulary_tensors
+from ubp.encoders.sequence.objectives import (
+    OBJECTIVES,
+    ItemVocabulary,
+    objective_losses,
+    sampled_softmax_caps,
+    vocabulary_tensors,
+)
 from ubp.encoders.sequence.tokens import (
     Tokens,
     batch_width,
@@ -94,12 +100,17 @@ class TrainingData:
         batch = make_batch(self.tokens, start, end, self.device, width)
         seed = _step_seed(self.seed, step, self.rank)
         generator = torch.Generator().manual_seed(seed)
+        valid = None
         if self.future is not None:
             labels, valid = future_labels(self.future, self.tokens.ids, start, end - start, generator, width)
             batch.update(future_ids=to_device(labels, self.device), future_valid=to_device(valid, self.device))
         if self.device.type != "cpu":
             generator = torch.Generator(self.device).manual_seed(seed)
-        return {**batch, "is_first": to_device(self.is_first[chunk], self.device), "generator": generator}
+        real = np.arange(width)[None] < (end - start)[:, None]
+        index = np.where(real, start[:, None] + np.arange(width)[None], 0)
+        caps = sampled_softmax_caps(self.tokens.event_type[index], self.tokens.ids[index], real,
+                                    None if valid is None else valid.numpy())
+        return {**batch, "is_first": to_device(self.is_first[chunk], self.device), "generator": generator, "caps": caps}
 
     def fingerprint(self) -> str:
         t = self.tokens
