@@ -16,7 +16,8 @@ from ubp.data.window import InputWindow
 from ubp.encoders.sequence.config import make_config
 from ubp.encoders.sequence.future import future_labels, future_window
 from ubp.encoders.sequence.model import SequenceModel
-from ubp.encoders.sequence.objectives import OBJECTIVES, objective_losses, vocabulary_tensors
+from ubp.encoders.sequence.config import OBJECTIVES
+from ubp.encoders.sequence.objectives import objective_losses, vocabulary_tensors
 from ubp.encoders.sequence.tokens import item_vocabulary, make_batch, tokenize, tokenize_frame
 from ubp.recipe import BlockSpec, Recipe
 from ubp.training.loop import weighted_loss

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ubp.encoders.base import Run
 from ubp.encoders.registry import create
+from ubp.encoders.sequence.config import OBJECTIVES
 from ubp.pipeline import RunOptions, _device, ensure_split, ensure_world, evaluate_cached
 from ubp.plots import grouped_bars
 from ubp.profile import build_profile
@@ -21,7 +22,7 @@ from ubp.recipe import Recipe
 # A block with switches exposes its resolved options as `.config`; an objective already off there
 # (future_window is off by default) gets no variant, as it would only repeat "all".
 OBJECTIVE_SWITCHES: dict[str, dict[str, tuple[str, object]]] = {
-    "sequence": {f"{o.upper()}": (f"{o}_weight", 0.0) for o in ("nip", "nup", "netp", "tdp", "future_window")},
+    "sequence": {f"{o.upper()}": (f"{o}_weight", 0.0) for o in OBJECTIVES},
 }
 
 

@@ -1,7 +1,7 @@
 """Where per-shard maps run: in this process (`local`, the default) or on Ray Data (`ray`).
 
 The table blocks compute their per-user tables one shard at a time with a pure function of the
-shard (`ubp.encoders.tabular.iter_raw`). That map is the one step worth spreading over machines,
+shard (`ubp.encoders.shard_tables.iter_raw`). That map is the one step worth spreading over machines,
 and Ray Data runs it as it is: the shard tasks become a dataset, `map_batches` applies the
 function on the cluster's workers, the small per-user tables stream back as Arrow. `ray.init()`
 joins the cluster named by `RAY_ADDRESS` (a local one when unset). Outputs are identical to the

@@ -63,7 +63,7 @@ def fit_block(
     log.info("block %s: fitting", spec.name)
     # scratch per rank; checkpoints are read and written by rank 0 only, in its work folder
     work = folder / ("work" if distributed.is_main() else f"work-rank{distributed.rank()}")
-    block_run = Run(seed=run.seed, device=run.device, work_dir=work, show_progress=run.show_progress, options=run.options)
+    block_run = Run(seed=run.seed, device=run.device, work_dir=work, show_progress=run.show_progress)
     work.mkdir(parents=True, exist_ok=True)
     encoder = create(spec.name, **spec.options).fit(window, block_run)
     if distributed.is_main():

@@ -1,7 +1,9 @@
 """The input window: the only view of the event log an encoder ever receives.
 
-An `InputWindow` reads `DIR/input/stream/` (one time-ordered, typed event stream per user,
-sharded by a hash of `client_id`) and `DIR/input/products.parquet`. Every read filters
+An `InputWindow` reads the folder `DIR/input/window/`: `stream/` (one time-ordered, typed event
+stream per user, sharded by a hash of `client_id`), `products.parquet`, `window.json` and the
+relevant clients. The folder is written whole and swapped in with one rename, so a reader sees
+the old window or the new one. Every read filters
 `timestamp < cutoff`, so an encoder cannot see an event at or after the train-target start
 even if such rows were written there by mistake.
 """
@@ -9,7 +11,7 @@ even if such rows were written there by mistake.
 from __future__ import annotations
 
 import json
-import os
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,11 +20,14 @@ import numpy as np
 import polars as pl
 
 from ubp.hashing import stable_hash
+from ubp.io import atomic_dir, save_npy, write_text
 from ubp.layout import EVENT_TYPES, PRODUCTS_SCHEMA, STREAM_SCHEMA, EventType
 
+WINDOW_DIR = "window"  # under DIR/input, beside the organisers' input files
 STREAM_DIR = "stream"
 PRODUCTS = "products.parquet"
 MANIFEST = "window.json"
+RELEVANT = "relevant_clients.npy"
 EVENTS_PER_SHARD = 4_000_000
 
 
@@ -30,7 +35,7 @@ EVENTS_PER_SHARD = 4_000_000
 class InputWindow:
     """Typed input-window events of one data directory (read-only)."""
 
-    root: Path  # DIR/input
+    root: Path  # DIR/input/window
     cutoff: datetime  # train-target start; nothing at or after it is ever returned
     shards: tuple[Path, ...]
     event_counts: dict[str, int]
@@ -38,7 +43,7 @@ class InputWindow:
 
     @classmethod
     def open(cls, data_dir: Path | str) -> "InputWindow":
-        root = Path(data_dir) / "input"
+        root = Path(data_dir) / "input" / WINDOW_DIR
         manifest_path = root / MANIFEST
         if not manifest_path.is_file():
             raise FileNotFoundError(
@@ -46,7 +51,7 @@ class InputWindow:
             )
         manifest = json.loads(manifest_path.read_text())
         shards = tuple(root / STREAM_DIR / s for s in manifest["shards"])
-        relevant_path = root / "relevant_clients.npy"
+        relevant_path = root / RELEVANT
         relevant = np.load(relevant_path).astype(np.int64) if relevant_path.is_file() else np.empty(0, np.int64)
         return cls(
             root=root,
@@ -55,6 +60,11 @@ class InputWindow:
             event_counts={k: int(v) for k, v in manifest["event_counts"].items()},
             relevant_clients=relevant,
         )
+
+    @property
+    def data_dir(self) -> Path:
+        """DIR, the data directory this window was split from."""
+        return self.root.parent.parent
 
     @property
     def absent_event_types(self) -> list[str]:
@@ -94,21 +104,16 @@ def write_window(
     events: pl.LazyFrame,
     products: pl.DataFrame,
     cutoff: datetime,
-    root: Path,
+    input_dir: Path,
     relevant_clients: np.ndarray | None = None,
     events_per_shard: int = EVENTS_PER_SHARD,
 ) -> InputWindow:
-    """Write the typed stream of `events` (STREAM_SCHEMA columns) before `cutoff` under `root`.
+    """Write the typed stream of `events` (STREAM_SCHEMA columns) before `cutoff` to `input_dir/window`.
 
-    Writes into a temporary folder and renames it, so a killed run never leaves a half window.
+    The whole window is built in a temporary folder and swapped in once (`ubp.io.atomic_dir`),
+    so a killed run leaves the previous window, never a half one.
     """
-    root = Path(root)
-    tmp = root.with_name(root.name + ".tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    (tmp / STREAM_DIR).mkdir(parents=True)
+    input_dir = Path(input_dir)
     events = events.select([pl.col(c).cast(t) for c, t in STREAM_SCHEMA.items()]).filter(
         pl.col("timestamp") < cutoff
     )
@@ -117,14 +122,15 @@ def write_window(
     for code, n in counts_df.iter_rows():
         counts[EventType(code).file_stem] = int(n)
     n_shards = max(1, -(-sum(counts.values()) // events_per_shard))
-    names = _write_shards(events, n_shards, tmp)
-    products.select([pl.col(c).cast(t) for c, t in PRODUCTS_SCHEMA.items()]).write_parquet(tmp / PRODUCTS)
-    if relevant_clients is not None:
-        np.save(tmp / "relevant_clients.npy", np.asarray(relevant_clients, dtype=np.int64))
-    manifest = {"cutoff": cutoff.isoformat(), "shards": names, "event_counts": counts}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    _replace_dir(tmp, root)
-    return InputWindow.open(root.parent)
+    with atomic_dir(input_dir / WINDOW_DIR) as tmp:
+        (tmp / STREAM_DIR).mkdir()
+        names = _write_shards(events, n_shards, tmp)
+        products.select([pl.col(c).cast(t) for c, t in PRODUCTS_SCHEMA.items()]).write_parquet(tmp / PRODUCTS)
+        if relevant_clients is not None:
+            save_npy(tmp / RELEVANT, np.asarray(relevant_clients, dtype=np.int64))
+        manifest = {"cutoff": cutoff.isoformat(), "shards": names, "event_counts": counts}
+        write_text(tmp / MANIFEST, json.dumps(manifest, indent=1))
+    return InputWindow.open(input_dir.parent)
 
 
 def _write_shards(events: pl.LazyFrame, n_shards: int, tmp: Path) -> list[str]:
@@ -151,20 +157,6 @@ def _write_shards(events: pl.LazyFrame, n_shards: int, tmp: Path) -> list[str]:
             .write_parquet(tmp / STREAM_DIR / name, statistics=True)
         )
         names.append(name)
-    import shutil
-
     shutil.rmtree(parts, ignore_errors=True)
     return names
 
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished folder into place, keeping files of `dst` that `src` lacks."""
-    dst.mkdir(parents=True, exist_ok=True)
-    for item in src.iterdir():
-        target = dst / item.name
-        if target.is_dir():
-            import shutil
-
-            shutil.rmtree(target)
-        os.replace(item, target)
-    src.rmdir()

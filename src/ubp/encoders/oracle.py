@@ -1,6 +1,6 @@
 """`oracle`: the synthetic world's hidden user state, the ceiling no real profile can pass.
 
-Reads DIR/oracle/{client_ids,embeddings}.npy beside the input window (DIR = window.root.parent),
+Reads DIR/oracle/{client_ids,embeddings}.npy beside the input window (DIR = window.data_dir),
 written by `ubp synth`. Only meaningful on synthetic worlds; clients absent from it get zeros.
 """
 
@@ -12,15 +12,16 @@ from typing import ClassVar
 import numpy as np
 
 from ubp.data.window import InputWindow
-from ubp.encoders.base import Run
-from ubp.encoders.tabular import load_state, rows_of, save_state
+from ubp.encoders.base import Run, check_fitted
+from ubp.encoders.shard_tables import rows_of
+from ubp.encoders.state import load_state, save_state
 
 ORACLE_DIR = "oracle"
 
 
 def read_oracle(window: InputWindow) -> tuple[np.ndarray, np.ndarray]:
     """(client_ids, embeddings) of the world's oracle, with a clear error when there is none."""
-    folder = Path(window.root).parent / ORACLE_DIR
+    folder = window.data_dir / ORACLE_DIR
     files = [folder / "client_ids.npy", folder / "embeddings.npy"]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
@@ -44,6 +45,7 @@ class OracleEncoder:
         return self
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        check_fitted(self, "dim_")
         ids, emb = read_oracle(window)
         client_ids = np.asarray(client_ids, dtype=np.int64)
         out = np.zeros((len(client_ids), self.dim_), dtype=np.float32)

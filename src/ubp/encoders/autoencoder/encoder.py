@@ -10,24 +10,25 @@ clean row, their latents are pulled together by InfoNCE. The block is the latent
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import polars as pl
 import torch
 
+from ubp.chunks import spans
 from ubp.config import from_dict
 from ubp.data.window import InputWindow
 from ubp.encoders.autoencoder.losses import autoencoder_loss, noise_sigma
 from ubp.encoders.autoencoder.model import ResidualAutoencoder
-from ubp.encoders.base import Run
-from ubp.encoders.registry import REGISTRY, create
-from ubp.encoders.tabular import fit_clients
 from ubp.device import resolve_device
+from ubp.encoders.base import Run, check_fitted
+from ubp.encoders.registry import create
+from ubp.encoders.shard_tables import sample_fit_clients
+from ubp.encoders.saved_network import read_nested, read_network, write_nested, write_network
 from ubp.io import atomic_dir
+from ubp.standardize import Standardizer
 from ubp.training import fit_rows, seed_everything
 
 TRANSFORM_BATCH = 65_536
@@ -54,6 +55,7 @@ class AutoencoderConfig:
 
 class AutoencoderEncoder:
     name: ClassVar[str] = "autoencoder"
+    preferred_normalise: ClassVar[str] = "standardize"  # latent columns on the network's own scale
 
     def __init__(self, **options: Any) -> None:
         self.config = from_dict(AutoencoderConfig, options, "autoencoder")
@@ -61,16 +63,16 @@ class AutoencoderEncoder:
     def fit(self, window: InputWindow, run: Run) -> "AutoencoderEncoder":
         cfg = self.config
         self.input_ = create(cfg.input_block, **cfg.input_options).fit(window, run)
-        clients = _train_clients(window, cfg.max_users, run.seed)
+        clients = sample_fit_clients(window, cfg.max_users, run.seed)
         x = torch.from_numpy(np.ascontiguousarray(self.input_.transform(window, clients), dtype=np.float32))
         if len(x) < 2:
             raise ValueError(f"autoencoder: needs at least 2 clients to train on, the window has {len(x)}")
         device = resolve_device(run.device)
         seed_everything(run.seed)
         model = ResidualAutoencoder(x.shape[1], cfg.hidden, cfg.latent)
-        std = x.std(0, unbiased=False)
-        model.mean.copy_(x.mean(0))
-        model.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+        scaler = Standardizer.fit(x.numpy(), floor=1e-6, dtype=np.float32)  # the model's input buffers
+        model.mean.copy_(torch.from_numpy(scaler.mean))
+        model.std.copy_(torch.from_numpy(scaler.std))
         model.to(device).train()
         xs = model.standardize(x.to(device))
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -88,41 +90,29 @@ class AutoencoderEncoder:
         return self
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        check_fitted(self, "model_")
         x = np.asarray(self.input_.transform(window, client_ids), dtype=np.float32)
         out = np.empty((len(x), self.config.latent), dtype=np.float32)
         with torch.no_grad():
-            for lo in range(0, len(x), TRANSFORM_BATCH):
-                xb = torch.from_numpy(x[lo : lo + TRANSFORM_BATCH])
-                out[lo : lo + len(xb)] = self.model_.encode(self.model_.standardize(xb)).numpy()
+            for rows in spans(len(x), TRANSFORM_BATCH):
+                xb = torch.from_numpy(x[rows])
+                out[rows] = self.model_.encode(self.model_.standardize(xb)).numpy()
         return out
 
     def save(self, path: Path) -> None:
         with atomic_dir(Path(path)) as tmp:
             params = {"config": dataclasses.asdict(self.config), "n_in": int(self.model_.mean.numel())}
-            (tmp / "config.json").write_text(json.dumps(params, indent=1))
-            torch.save(self.model_.state_dict(), tmp / "model.pt")
-            self.input_.save(tmp / "input")
+            write_network(tmp, params, self.model_)
+            write_nested(tmp, {"input": self.input_})
 
     @classmethod
     def load(cls, path: Path) -> "AutoencoderEncoder":
-        path = Path(path)
-        params = json.loads((path / "config.json").read_text())
+        params, state = read_network(path)
         self = cls(**params["config"])
-        cfg = self.config
-        self.model_ = ResidualAutoencoder(params["n_in"], cfg.hidden, cfg.latent)
-        self.model_.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+        self.model_ = ResidualAutoencoder(params["n_in"], self.config.hidden, self.config.latent)
+        self.model_.load_state_dict(state)
         self.model_.eval()
-        self.input_ = REGISTRY[cfg.input_block].load(path / "input")
+        self.input_ = read_nested(path, {"input": self.config.input_block})["input"]
         return self
 
 
-def _train_clients(window: InputWindow, max_users: int | None, seed: int) -> np.ndarray:
-    """The fit clients (relevant ones, else everyone with an event), optionally a seeded sample of them."""
-    clients = fit_clients(window)
-    if clients is None:
-        clients = window.stream().select(pl.col("client_id").unique()).collect()["client_id"].to_numpy()
-    clients = np.sort(np.asarray(clients, dtype=np.int64))
-    if max_users is not None and len(clients) > max_users:
-        pick = np.random.default_rng(seed).choice(len(clients), size=max_users, replace=False)
-        clients = clients[np.sort(pick)]
-    return clients

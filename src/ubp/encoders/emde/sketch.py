@@ -15,9 +15,9 @@ import polars as pl
 import scipy.sparse as sp
 
 from ubp.encoders.emde.items import VISIT, ItemVocab
+from ubp.layout import US_PER_DAY
 
 N_GROUPS = VISIT + 1
-DAY_US = 86_400e6
 
 
 def sketch_width(n_half_lives: int, n_partitions: int, n_buckets: int) -> int:
@@ -36,7 +36,7 @@ def decayed_sketch(
 
     `codes` is (n_items, n_partitions): each vocabulary item's bucket in each partition.
     """
-    age = (pl.lit(cutoff, dtype=pl.Datetime("us")) - pl.col("timestamp")).dt.total_microseconds() / DAY_US
+    age = (pl.lit(cutoff, dtype=pl.Datetime("us")) - pl.col("timestamp")).dt.total_microseconds() / US_PER_DAY
     decays = [(age * (-np.log(2.0) / h)).exp().sum().alias(f"w{i}") for i, h in enumerate(half_lives)]
     keys = ["client_id", "event_type", "item"]
     # sorted, so that float sums of bucket collisions always run in the same order

@@ -8,7 +8,7 @@ import polars as pl
 from ubp.data.window import InputWindow
 from ubp.layout import EventType
 
-# Relation index of each edge type: the graph's two relations (methods.md §B).
+# Relation index of each edge type: the graph's two relations (docs/methods.md §B).
 RELATIONS: dict[int, int] = {EventType.ADD_TO_CART.value: 0, EventType.PRODUCT_BUY.value: 1}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,7 +11,7 @@ import torch
 
 from ubp.config import to_dict
 from ubp.data.window import InputWindow
-from ubp.encoders.base import Run
+from ubp.encoders.base import Run, check_fitted
 from ubp.encoders.sequence.config import SequenceConfig, make_config
 from ubp.encoders.sequence.model import SequenceModel
 from ubp.encoders.sequence.tokens import (
@@ -24,6 +23,7 @@ from ubp.encoders.sequence.tokens import (
     width_multiple,
 )
 from ubp.encoders.sequence.train import Callback, train
+from ubp.io import write_with
 
 MODEL_FILE = "sequence.pt"
 
@@ -50,6 +50,7 @@ class SequenceEncoder:
         return self
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        check_fitted(self, "model_")
         cfg = self.config
         client_ids = np.asarray(client_ids, dtype=np.int64)
         tokens = tokenize(window, cfg.hash_rows, cfg.price_buckets, client_ids=np.unique(client_ids))
@@ -57,12 +58,8 @@ class SequenceEncoder:
 
     def save(self, path: Path) -> None:
         """`path/sequence.pt` (config + weights), written under a temporary name then renamed."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tmp = path / f".{MODEL_FILE}.tmp"
         state = {k: v.cpu() for k, v in self.model_.state_dict().items()}
-        torch.save({"config": to_dict(self.config), "state": state}, tmp)
-        os.replace(tmp, path / MODEL_FILE)
+        write_with(Path(path) / MODEL_FILE, lambda tmp: torch.save({"config": to_dict(self.config), "state": state}, tmp))
 
     @classmethod
     def load(cls, path: Path) -> "SequenceEncoder":

@@ -23,7 +23,6 @@ from ubp.encoders.sequence.model import SequenceModel
 from ubp.encoders.sequence.tokens import ITEM_TYPES
 from ubp.layout import EventType
 
-OBJECTIVES = ("nip", "nup", "netp", "tdp", "future_window")
 _NO_KEY = torch.iinfo(torch.int64).max  # sorts after every real key (row0 * hash_rows + row1)
 _OFF = -1e9  # the logit of a candidate slot that takes no part: exp underflows to exactly 0
 

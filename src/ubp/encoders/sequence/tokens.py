@@ -18,12 +18,10 @@ import torch
 from ubp.data.window import InputWindow
 from ubp.errors import input_error
 from ubp.hashing import stable_hash
-from ubp.layout import VECTOR_LEN, EventType
+from ubp.layout import US_PER_DAY, US_PER_HOUR, VECTOR_LEN, EventType
 
 ID_FIELDS = ("sku", "category", "url")  # each gets two hash columns in `Tokens.ids`
 ITEM_TYPES = (EventType.PRODUCT_BUY, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART)
-_US_PER_HOUR = 3.6e9
-_US_PER_DAY = 8.64e10
 
 
 @dataclass(frozen=True)
@@ -96,8 +94,8 @@ def tokenize_frame(df: pl.DataFrame, hash_rows: int, price_buckets: int, source:
     _validate(df, source)
     ts = pl.col("timestamp")
     df = df.sort(["client_id", "timestamp", "event_type"], maintain_order=True).with_columns(
-        log_gap=(ts.diff().over("client_id").dt.total_microseconds().fill_null(0) / _US_PER_HOUR).log1p(),
-        log_age=((ts - ts.min().over("client_id")).dt.total_microseconds() / _US_PER_DAY).log1p(),
+        log_gap=(ts.diff().over("client_id").dt.total_microseconds().fill_null(0) / US_PER_HOUR).log1p(),
+        log_age=((ts - ts.min().over("client_id")).dt.total_microseconds() / US_PER_DAY).log1p(),
         weekday=ts.dt.weekday() - 1,
         hour=ts.dt.hour(),
         price=(pl.col("price").cast(pl.Int32).clip(0, price_buckets - 1) + 1).fill_null(0),

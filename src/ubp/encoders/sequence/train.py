@@ -21,11 +21,10 @@ from ubp import distributed
 from ubp.config import to_dict
 from ubp.device import resolve_device
 from ubp.encoders.base import Run
-from ubp.encoders.sequence.config import SequenceConfig
 from ubp.encoders.sequence.future import FutureWindow, future_labels, future_window
 from ubp.encoders.sequence.model import SequenceModel
+from ubp.encoders.sequence.config import OBJECTIVES, SequenceConfig
 from ubp.encoders.sequence.objectives import (
-    OBJECTIVES,
     ItemVocabulary,
     objective_losses,
     sampled_softmax_caps,
