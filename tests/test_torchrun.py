@@ -24,7 +24,7 @@ options = { preset = "tiny", max_steps = 40, checkpoint_every = 4, nup_weight = 
 def torchrun(world: Path, out: Path, recipe: Path, **popen) -> subprocess.Popen:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "ubp", "embed", "--config", str(recipe), "--data-dir", str(world), "--out", str(out),
-               "--device", "cpu"]
+               "--cache", str(out.with_name(out.name + "-cache")), "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
@@ -36,7 +36,7 @@ def finish(process: subprocess.Popen) -> str:
 
 
 def weights(out: Path) -> dict[str, torch.Tensor]:
-    (model,) = out.glob("blocks/sequence-*/model/sequence.pt")
+    (model,) = out.with_name(out.name + "-cache").glob("blocks/sequence-*/model/sequence.pt")
     return torch.load(model, weights_only=True)["state"]
 
 
@@ -48,7 +48,7 @@ def test_torchrun_embed_killed_and_resumed_equals_the_unbroken_run(tiny_world: P
 
     killed = torchrun(tiny_world, tmp_path / "b", recipe)
     deadline = time.monotonic() + 240
-    while not list((tmp_path / "b").glob("blocks/*/work/sequence.ckpt")):
+    while not list((tmp_path / "b-cache").glob("blocks/*/work/sequence.ckpt")):
         assert killed.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
         time.sleep(0.05)
     launcher = psutil.Process(killed.pid)

@@ -10,10 +10,12 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from ubp.cache import cache_root
+from ubp.device import resolve_device
 from ubp.encoders.base import Run
 from ubp.encoders.registry import create
 from ubp.encoders.sequence.config import OBJECTIVES
-from ubp.pipeline import RunOptions, _device, ensure_split, ensure_world, evaluate_cached
+from ubp.pipeline import RunOptions, ensure_split, ensure_world, evaluate_cached
 from ubp.plots import grouped_bars
 from ubp.profile import build_profile
 from ubp.recipe import Recipe
@@ -49,12 +51,12 @@ def ablate(opts: RunOptions, recipe: Recipe) -> Path:
     out = Path(opts.out)
     data_dir = ensure_world(opts)
     window = ensure_split(data_dir)
-    run = Run(seed=recipe.seed, device=_device(opts.device), show_progress=opts.show_progress)
+    run = Run(seed=recipe.seed, device=str(resolve_device(opts.device)), show_progress=opts.show_progress)
     table: dict[str, dict] = {}
     for name, variant in variants(recipe).items():
         slug = name.replace(" ", "_")
         entry = out / "ablation" / slug / "entry"
-        build_profile(window, variant, entry, out / "blocks", run)
+        build_profile(window, variant, entry, cache_root(opts.cache) / "blocks", run)
         table[name] = evaluate_cached(data_dir, entry, out / "ablation" / slug / "eval", opts)
     from ubp.run_report import score_table, task_means
 

@@ -32,7 +32,7 @@ def _fail_cleanly(fn):
     return wrapper
 
 
-def _log_on_rank_zero() -> bool:
+def _logging() -> bool:
     """Progress logs at INFO, from rank 0 only under torchrun (the ranks would repeat each other); True on rank 0."""
     import logging
 
@@ -80,8 +80,11 @@ def prepare(data_dir: Path) -> None:
 def split(data_dir: Path) -> None:
     """Split into the input window and the train/validation target windows (organisers' rules)."""
     from ubp.data.split import split as run_split
+    from ubp.pipeline import split_key, stamp_split
 
+    key = split_key(data_dir)
     click.echo(run_split(data_dir).describe())
+    stamp_split(data_dir, key)
 
 
 @main.command()
@@ -131,48 +134,167 @@ def blocks() -> None:
         click.echo(name)
 
 
+_CACHE = click.option("--cache", type=click.Path(path_type=Path), default=None,
+                      help="Cache folder (fitted blocks, embedding windows). Default: $UBP_CACHE_DIR or ~/.cache/ubp.")
+_DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+_ENGINE = click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                       help="Where the per-shard feature maps run: here, or on Ray Data (the cluster at RAY_ADDRESS).")
+
+
 @main.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), required=True)
-@click.option("--config", type=click.Path(path_type=Path), default=None, help="Profile recipe (TOML), as for `ubp run`.")
-@click.option("--blocks", "block_names", default=None, help="Or comma-separated block names, e.g. features,counts.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Entry folder to write.")
-@click.option("--seed", type=int, default=None, help="Default: the recipe's seed (0 with --blocks).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--cache", type=click.Path(path_type=Path), default=None, help="Fitted-block cache (default: OUT/blocks).")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="Where the per-shard feature maps run: here, or on Ray Data (the cluster at RAY_ADDRESS).")
+@click.option("--data-dir", type=click.Path(path_type=Path), required=True, help="Raw challenge directory to fit on.")
+@click.option("--config", type=click.Path(path_type=Path), default=None, help="Profile recipe (TOML). Default: the shipped one.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Model folder to write.")
+@_CACHE
+@_DEVICE
+@_ENGINE
 @_fail_cleanly
-def embed(data_dir: Path, config: Path | None, block_names: str | None, out: Path, seed: int | None, device: str,
-          cache: Path | None, engine: str) -> None:
-    """Fit a recipe's blocks on the input window and write an entry for the relevant clients.
-
-    Under `torchrun --nproc_per_node N -m ubp embed …` the processes train together (DDP) and
-    each embeds a share of the clients; rank 0 writes.
-    """
-    import dataclasses
-
+def fit(data_dir: Path, config: Path | None, out: Path, cache: Path | None, device: str, engine: str) -> None:
+    """Fit a profile on a log's input window and save it as a model folder (for `ubp embed --model`)."""
     from ubp import distributed, engines
-    from ubp.data.window import InputWindow
+    from ubp.cache import cache_root
     from ubp.encoders.base import Run
+    from ubp.pipeline import shared_split
+    from ubp.profile import build_profile
+    from ubp.recipe import load_recipe
+
+    main_rank = _logging()
+    recipe = load_recipe(config)
+    with distributed.session(device) as here, engines.use(engine):
+        window = shared_split(data_dir)
+        run = Run(seed=recipe.seed, device=str(here), show_progress=sys.stderr.isatty() and main_rank)
+        profile = build_profile(window, recipe, None, cache_root(cache) / "blocks", run, model_dir=out)
+    if main_rank:
+            click.echo(f"{out}: model of {profile['width']} columns fitted on {profile['n_clients']:,} clients "
+                   f"(window before {window.cutoff}); cached blocks: {', '.join(profile['cached_blocks']) or 'none'}")
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), required=True, help="Log in the challenge layout.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Entry folder to write.")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="A fitted profile (ubp fit / RUN/model): applied without refitting.")
+@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f"]), default=None,
+              help="With --model: embed from the events before this date only. Default: midnight after the last event.")
+@click.option("--clients", type=click.Path(path_type=Path), default=None,
+              help="With --model: .npy of client ids to embed. Default: the log's input/relevant_clients.npy.")
+@click.option("--format", "fmt", type=click.Choice(["npy", "parquet"]), default="npy", show_default=True,
+              help="npy: the challenge entry (float16); parquet: client_id + the columns.")
+@click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float32", show_default=True, help="Parquet values.")
+@click.option("--columns", "layout", type=click.Choice(["list", "named"]), default="list", show_default=True,
+              help="Parquet: one fixed-size list column `embedding`, or one named column per dimension.")
+@click.option("--config", type=click.Path(path_type=Path), default=None,
+              help="Without --model: fit this recipe (TOML) here, as `ubp run` does.")
+@click.option("--blocks", "block_names", default=None, help="Without --model: fit these blocks (comma-separated) here.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fit (--blocks).")
+@_CACHE
+@_DEVICE
+@_ENGINE
+@_fail_cleanly
+def embed(data_dir: Path, out: Path, model: Path | None, as_of, clients: Path | None, fmt: str, dtype: str, layout: str,
+          config: Path | None, block_names: str | None, seed: int, cache: Path | None, device: str, engine: str) -> None:
+    """Embed clients: with --model, a saved profile applied to any log at any date; with --config
+    (a recipe) or --blocks, blocks fitted on the log's input window.
+
+    Fitting here runs under `torchrun --nproc_per_node N -m ubp embed …` too: the processes train
+    together (DDP) and each embeds a share of the clients; rank 0 writes.
+    """
+    from ubp import distributed, engines
+    from ubp.cache import cache_root
     from ubp.errors import UsageError
+
+    if sum(x is not None for x in (model, config, block_names)) != 1:
+        raise UsageError("give exactly one of --model (apply a saved profile), --config (fit a recipe here) "
+                         "and --blocks (fit blocks here)")
+    main_rank = _logging()
+    if model is not None:
+        from ubp.embedding import embed_with_model
+
+        with engines.use(engine):
+            summary = embed_with_model(model, data_dir, out, cache_root(cache), as_of, clients, fmt, dtype, layout)
+        click.echo(summary.describe())
+        return
+    if as_of is not None or clients is not None or fmt != "npy":
+        raise UsageError("--as-of, --clients and --format go with --model; --config / --blocks fit and embed the input window")
+    from ubp.encoders.base import Run
+    from ubp.pipeline import shared_split
     from ubp.profile import build_profile
     from ubp.recipe import load_recipe, recipe_for_blocks
 
-    _log_on_rank_zero()
-    if (config is None) == (block_names is None):
-        raise UsageError("give exactly one of --config (a recipe) or --blocks (block names)")
     if config is not None:
         recipe = load_recipe(config)
-        recipe = recipe if seed is None else dataclasses.replace(recipe, seed=seed)
     else:
-        recipe = recipe_for_blocks([b.strip() for b in block_names.split(",") if b.strip()], seed=seed or 0)
-    window = InputWindow.open(data_dir)
+        recipe = recipe_for_blocks([b.strip() for b in block_names.split(",") if b.strip()], seed=seed)
     with distributed.session(device) as here, engines.use(engine):
-        run = Run(seed=recipe.seed, device=str(here), show_progress=sys.stderr.isatty() and distributed.is_main())
-        profile = build_profile(window, recipe, out, cache or out / "blocks", run)
-        if distributed.is_main():
-            names = ",".join(b.name for b in recipe.blocks)
-            click.echo(f"{out}: {profile['n_clients']} clients x {profile['width']} columns ({names})")
+        window = shared_split(data_dir)
+        run = Run(seed=recipe.seed, device=str(here), show_progress=sys.stderr.isatty() and main_rank)
+        profile = build_profile(window, recipe, out, cache_root(cache) / "blocks", run)
+    if main_rank:
+        names = ",".join(b.name for b in recipe.blocks)
+        click.echo(f"{out}: {profile['n_clients']} clients x {profile['width']} columns ({names})")
+
+
+@main.command()
+@click.option("--entry", "entry_dir", type=click.Path(path_type=Path), required=True, help="Entry folder (npy or parquet).")
+@click.option("--client", "client_id", type=int, default=None, help="One client id.")
+@click.option("--clients", type=click.Path(path_type=Path), default=None, help=".npy of client ids.")
+@click.option("-k", type=int, default=10, show_default=True, help="Neighbours per client.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the neighbours as parquet here instead of printing.")
+@_fail_cleanly
+def similar(entry_dir: Path, client_id: int | None, clients: Path | None, k: int, out: Path | None) -> None:
+    """Cosine nearest neighbours of clients in an entry (faiss; the index is saved beside the entry)."""
+    import numpy as np
+
+    from ubp.errors import UsageError
+    from ubp.neighbours import neighbours
+
+    if (client_id is None) == (clients is None):
+        raise UsageError("give exactly one of --client ID and --clients FILE")
+    if client_id is not None:
+        ids = np.array([client_id], dtype=np.int64)
+    else:
+        from ubp.data.raw import read_relevant_clients
+
+        ids = read_relevant_clients(clients)
+    table = neighbours(entry_dir, ids, k)
+    if out is not None:
+        from ubp.io import write_with
+
+        write_with(out, table.write_parquet)
+        click.echo(f"{out}: {len(table):,} rows (client_id, rank, neighbour_id, similarity)")
+    else:
+        click.echo(table.write_csv(separator="\t"), nl=False)
+
+
+@main.group()
+def cache() -> None:
+    """Show and free the cache (fitted blocks, embedding windows)."""
+
+
+@cache.command("list")
+@_CACHE
+def cache_list(cache: Path | None) -> None:
+    """Every cache entry: size, last use, what made it."""
+    from ubp.cache import cache_root, entries
+
+    root = cache_root(cache)
+    found = entries(root)
+    for e in found:
+        click.echo(e.describe())
+    click.echo(f"{root}: {len(found)} entries, {sum(e.size for e in found) / 2**20:.1f} MiB")
+
+
+@cache.command("clear")
+@click.option("--older-than", "older_than", default=None, help="Only entries unused for this long: 90s, 30m, 12h, 7d.")
+@_CACHE
+@_fail_cleanly
+def cache_clear(older_than: str | None, cache: Path | None) -> None:
+    """Remove cache entries (all, or those unused for --older-than)."""
+    from ubp.cache import cache_root, clear, parse_age
+
+    root = cache_root(cache)
+    removed = clear(root, parse_age(older_than) if older_than else None)
+    click.echo(f"{root}: removed {len(removed)} entries, {sum(e.size for e in removed) / 2**20:.1f} MiB")
 
 
 def _run_options(fn):
@@ -192,19 +314,19 @@ def _run_options(fn):
         click.option("--orders", type=int, default=5, show_default=True,
                      help="Score K times: behaviour-free row order k, network seed 1278+k."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                     help="Where the per-shard feature maps run: here, or on Ray Data (the cluster at RAY_ADDRESS)."),
+        _ENGINE,
+        _CACHE,
     ]
 
     @functools.wraps(fn)
-    def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device, engine):
+    def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device, engine, cache):
         from ubp import distributed, engines
         from ubp.pipeline import RunOptions
         from ubp.recipe import load_recipe
 
-        main_rank = _log_on_rank_zero()
+        main_rank = _logging()
         opts = RunOptions(out=out, data_dir=data_dir, scale=scale, world_seed=world_seed, mode=mode,
-                          orders=orders, device=device, show_progress=sys.stderr.isatty() and main_rank)
+                          orders=orders, device=device, show_progress=sys.stderr.isatty() and main_rank, cache=cache)
         recipe = load_recipe(config)
         with distributed.session(device), engines.use(engine):
             return fn(opts, recipe)

@@ -39,6 +39,8 @@ class OracleEncoder:
 
     name: ClassVar[str] = "oracle"
     preferred_normalise: ClassVar[str] = "none"  # the generator writes it standardized
+    # read beside the window, so a fitted oracle's cache key covers them (paths under DIR)
+    reads_beside_window: ClassVar[tuple[str, ...]] = (f"{ORACLE_DIR}/client_ids.npy", f"{ORACLE_DIR}/embeddings.npy")
 
     def fit(self, window: InputWindow, run: Run | None = None) -> "OracleEncoder":
         self.dim_ = read_oracle(window)[1].shape[1]

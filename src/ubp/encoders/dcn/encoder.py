@@ -15,6 +15,7 @@ off by default: on the small synthetic world both kinds of views lowered the dow
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -166,10 +167,13 @@ class DcnEncoder:
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
         check_fitted(self, "model_")
         x, seq = self._inputs(window, np.asarray(client_ids, dtype=np.int64))
+        # In float64: a float32 matrix product's last bits depend on where a row sits in the batch;
+        # rounded to float32 afterwards, each client's row no longer depends on who is embedded with it.
+        model = copy.deepcopy(self.model_).double()
         out = np.empty((len(x), self.dim), dtype=np.float32)
         with torch.no_grad():
             for batch in spans(len(x), TRANSFORM_BATCH):
-                out[batch] = self.model_.embed(x[batch], None if seq is None else seq[batch]).numpy()
+                out[batch] = model.embed(x[batch].double(), None if seq is None else seq[batch].double()).numpy()
         return out
 
     def save(self, path: Path) -> None:
