@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import ubp.training
-from handmade_window import handmade_window
+from ubp.device import resolve_device
 from ubp.errors import UsageError
+from handmade_window import handmade_window
 from ubp.encoders import create
 from ubp.config import ConfigError
 from ubp.encoders.autoencoder.encoder import AutoencoderEncoder
@@ -88,6 +89,6 @@ def test_batches_never_leave_a_lone_row_and_device_choice_is_checked():
     assert ubp.training.batch_slices(5, 2) == [slice(0, 2), slice(2, 5)]
     assert ubp.training.batch_slices(3, 8) == [slice(0, 3)]
     if not torch.cuda.is_available():
-        assert ubp.training.choose_device("auto").type == "cpu"
+        assert resolve_device("auto").type == "cpu"
         with pytest.raises(UsageError, match="no CUDA"):
-            ubp.training.choose_device("cuda")
+            resolve_device("cuda")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -29,6 +30,16 @@ def _fail_cleanly(fn):
             raise _OneLine(str(e)) from e
 
     return wrapper
+
+
+def _logging() -> bool:
+    """Progress logs at INFO, from rank 0 only under torchrun (the ranks would repeat each other); True on rank 0."""
+    import logging
+
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+    return main_rank
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -140,12 +151,6 @@ _ENGINE = click.option("--engine", type=click.Choice(["local", "ray"]), default=
                        help="Where the per-shard feature maps run: here, or on Ray Data (the cluster at RAY_ADDRESS).")
 
 
-def _logging() -> None:
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-
-
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), required=True, help="Raw challenge directory to fit on.")
 @click.option("--config", type=click.Path(path_type=Path), default=None, help="Profile recipe (TOML). Default: the shipped one.")
@@ -156,22 +161,22 @@ def _logging() -> None:
 @_fail_cleanly
 def fit(data_dir: Path, config: Path | None, out: Path, cache: Path | None, device: str, engine: str) -> None:
     """Fit a profile on a log's input window and save it as a model folder (for `ubp embed --model`)."""
-    from ubp import engines
+    from ubp import distributed, engines
     from ubp.cache import cache_root
-    from ubp.device import resolve_device
     from ubp.encoders.base import Run
-    from ubp.pipeline import ensure_split
+    from ubp.pipeline import shared_split
     from ubp.profile import build_profile
     from ubp.recipe import load_recipe
 
-    _logging()
+    main_rank = _logging()
     recipe = load_recipe(config)
-    window = ensure_split(data_dir)
-    run = Run(seed=recipe.seed, device=str(resolve_device(device)), show_progress=sys.stderr.isatty())
-    with engines.use(engine):
+    with distributed.session(device) as here, engines.use(engine):
+        window = shared_split(data_dir)
+        run = Run(seed=recipe.seed, device=str(here), show_progress=sys.stderr.isatty() and main_rank)
         profile = build_profile(window, recipe, None, cache_root(cache) / "blocks", run, model_dir=out)
-    click.echo(f"{out}: model of {profile['width']} columns fitted on {profile['n_clients']:,} clients "
-               f"(window before {window.cutoff}); cached blocks: {', '.join(profile['cached_blocks']) or 'none'}")
+    if main_rank:
+            click.echo(f"{out}: model of {profile['width']} columns fitted on {profile['n_clients']:,} clients "
+                   f"(window before {window.cutoff}); cached blocks: {', '.join(profile['cached_blocks']) or 'none'}")
 
 
 @main.command()
@@ -188,6 +193,8 @@ def fit(data_dir: Path, config: Path | None, out: Path, cache: Path | None, devi
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float32", show_default=True, help="Parquet values.")
 @click.option("--columns", "layout", type=click.Choice(["list", "named"]), default="list", show_default=True,
               help="Parquet: one fixed-size list column `embedding`, or one named column per dimension.")
+@click.option("--config", type=click.Path(path_type=Path), default=None,
+              help="Without --model: fit this recipe (TOML) here, as `ubp run` does.")
 @click.option("--blocks", "block_names", default=None, help="Without --model: fit these blocks (comma-separated) here.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fit (--blocks).")
 @_CACHE
@@ -195,16 +202,21 @@ def fit(data_dir: Path, config: Path | None, out: Path, cache: Path | None, devi
 @_ENGINE
 @_fail_cleanly
 def embed(data_dir: Path, out: Path, model: Path | None, as_of, clients: Path | None, fmt: str, dtype: str, layout: str,
-          block_names: str | None, seed: int, cache: Path | None, device: str, engine: str) -> None:
-    """Embed clients: with --model, a saved profile applied to any log at any date; with --blocks,
-    blocks fitted on the log's input window."""
-    from ubp import engines
+          config: Path | None, block_names: str | None, seed: int, cache: Path | None, device: str, engine: str) -> None:
+    """Embed clients: with --model, a saved profile applied to any log at any date; with --config
+    (a recipe) or --blocks, blocks fitted on the log's input window.
+
+    Fitting here runs under `torchrun --nproc_per_node N -m ubp embed …` too: the processes train
+    together (DDP) and each embeds a share of the clients; rank 0 writes.
+    """
+    from ubp import distributed, engines
     from ubp.cache import cache_root
     from ubp.errors import UsageError
 
-    if (model is None) == (block_names is None):
-        raise UsageError("give exactly one of --model (apply a saved profile) and --blocks (fit blocks here)")
-    _logging()
+    if sum(x is not None for x in (model, config, block_names)) != 1:
+        raise UsageError("give exactly one of --model (apply a saved profile), --config (fit a recipe here) "
+                         "and --blocks (fit blocks here)")
+    main_rank = _logging()
     if model is not None:
         from ubp.embedding import embed_with_model
 
@@ -213,19 +225,23 @@ def embed(data_dir: Path, out: Path, model: Path | None, as_of, clients: Path | 
         click.echo(summary.describe())
         return
     if as_of is not None or clients is not None or fmt != "npy":
-        raise UsageError("--as-of, --clients and --format go with --model; --blocks fits and embeds the input window")
-    from ubp.device import resolve_device
+        raise UsageError("--as-of, --clients and --format go with --model; --config / --blocks fit and embed the input window")
     from ubp.encoders.base import Run
-    from ubp.pipeline import ensure_split
+    from ubp.pipeline import shared_split
     from ubp.profile import build_profile
-    from ubp.recipe import recipe_for_blocks
+    from ubp.recipe import load_recipe, recipe_for_blocks
 
-    recipe = recipe_for_blocks([b.strip() for b in block_names.split(",") if b.strip()], seed=seed)
-    window = ensure_split(data_dir)
-    run = Run(seed=seed, device=str(resolve_device(device)), show_progress=sys.stderr.isatty())
-    with engines.use(engine):
+    if config is not None:
+        recipe = load_recipe(config)
+    else:
+        recipe = recipe_for_blocks([b.strip() for b in block_names.split(",") if b.strip()], seed=seed)
+    with distributed.session(device) as here, engines.use(engine):
+        window = shared_split(data_dir)
+        run = Run(seed=recipe.seed, device=str(here), show_progress=sys.stderr.isatty() and main_rank)
         profile = build_profile(window, recipe, out, cache_root(cache) / "blocks", run)
-    click.echo(f"{out}: {profile['n_clients']} clients x {profile['width']} columns ({block_names})")
+    if main_rank:
+        names = ",".join(b.name for b in recipe.blocks)
+        click.echo(f"{out}: {profile['n_clients']} clients x {profile['width']} columns ({names})")
 
 
 @main.command()
@@ -318,13 +334,13 @@ def _run_options(fn):
 
         recipe = load_recipe(config)  # checked before anything heavy is imported or any file written
 
-        from ubp import engines
+        from ubp import distributed, engines
         from ubp.pipeline import RunOptions
 
-        _logging()
+        main_rank = _logging()
         opts = RunOptions(out=out, data_dir=data_dir, scale=scale, world_seed=world_seed, mode=mode,
-                          orders=orders, device=device, show_progress=sys.stderr.isatty(), cache=cache)
-        with engines.use(engine):
+                          orders=orders, device=device, show_progress=sys.stderr.isatty() and main_rank, cache=cache)
+        with distributed.session(device), engines.use(engine):
             return fn(opts, recipe)
 
     for option in reversed(options):
@@ -337,12 +353,14 @@ def _run_options(fn):
 @_run_options
 def run(opts, recipe) -> None:
     """The whole job: world → split → blocks → profile → validate → evaluate → report."""
+    from ubp import distributed
     from ubp.pipeline import run as run_pipeline
     from ubp.report import run_summary
 
     report = run_pipeline(opts, recipe)
-    click.echo(run_summary(report.parent))
-    click.echo(f"report: {report}")
+    if distributed.is_main():
+        click.echo(run_summary(report.parent))
+        click.echo(f"report: {report}")
 
 
 @main.command()

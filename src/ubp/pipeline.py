@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 
+from ubp import distributed
 from ubp.cache import cache_root
 from ubp.data.window import InputWindow
 from ubp.device import resolve_device
@@ -89,6 +90,14 @@ def ensure_split(data_dir: Path) -> InputWindow:
 
         log.info("%s", split(data_dir).describe())
         stamp_split(data_dir, key)
+    return InputWindow.open(data_dir)
+
+
+def shared_split(data_dir: Path) -> InputWindow:
+    """`ensure_split` by rank 0 while the other ranks wait (under torchrun), then the window on every rank."""
+    if distributed.is_main():
+        ensure_split(data_dir)
+    distributed.barrier()
     return InputWindow.open(data_dir)
 
 
@@ -167,14 +176,15 @@ def run(opts: RunOptions, recipe: Recipe) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     times = StageTimes()
     with times.stage("world"):
-        data_dir = ensure_world(opts)
+        data_dir = ensure_world(opts) if distributed.is_main() else None
     with times.stage("prepare+split"):
-        window = ensure_split(data_dir)
-    run_ctx = Run(seed=recipe.seed, device=str(resolve_device(opts.device)), show_progress=opts.show_progress)
+        data_dir = Path(distributed.broadcast(data_dir))  # under torchrun the others wait for rank 0's world
+        window = shared_split(data_dir)
+    run_ctx = Run(seed=recipe.seed, device=str(distributed.local_device(opts.device)), show_progress=opts.show_progress)
     blocks_dir = cache_root(opts.cache) / "blocks"
     with times.stage("profile"):
         profile = build_profile(window, recipe, out / "entry", blocks_dir, run_ctx, model_dir=out / "model")
-    problems = validate_entry(data_dir, out / "entry", relevant_check=True)
+    problems = validate_entry(data_dir, out / "entry", relevant_check=True) if distributed.is_main() else []
     if problems:
         raise RuntimeError("the profile entry is not valid: " + "; ".join(problems))
     entries = {"profile": out / "entry"}
@@ -185,6 +195,8 @@ def run(opts: RunOptions, recipe: Recipe) -> Path:
             ref_dir = out / "references" / ref
             build_profile(window, recipe_for_blocks([ref], seed=recipe.seed), ref_dir, blocks_dir, run_ctx)
             entries[ref] = ref_dir
+    if not distributed.is_main():  # the other ranks' work (training, embedding shares) is done
+        return out / "report.html"
     scores = evaluate_entries(data_dir, entries, out / "eval", opts, times)
     report = write_run_report(out, profile=profile, scores=scores, stages=times.stages, window=window,
                               entry_dir=out / "entry", mode=opts.mode)

@@ -22,6 +22,7 @@ from ubp.config import from_dict
 from ubp.data.window import InputWindow
 from ubp.encoders.autoencoder.losses import autoencoder_loss, noise_sigma
 from ubp.encoders.autoencoder.model import ResidualAutoencoder
+from ubp.device import resolve_device
 from ubp.encoders.base import Run, check_fitted
 from ubp.encoders.options import AutoencoderOptions
 from ubp.encoders.registry import create
@@ -29,7 +30,7 @@ from ubp.encoders.shard_tables import sample_fit_clients
 from ubp.encoders.saved_network import read_nested, read_network, write_nested, write_network
 from ubp.io import atomic_dir
 from ubp.standardize import Standardizer
-from ubp.training import choose_device, fit_loop, seed_everything
+from ubp.training import fit_rows, seed_everything
 
 TRANSFORM_BATCH = 65_536
 
@@ -48,7 +49,7 @@ class AutoencoderEncoder:
         x = torch.from_numpy(np.ascontiguousarray(self.input_.transform(window, clients), dtype=np.float32))
         if len(x) < 2:
             raise InputError(f"{window.root}: autoencoder needs at least 2 clients to train on, the window has {len(x)}")
-        device = choose_device(run.device)
+        device = resolve_device(run.device)
         seed_everything(run.seed)
         model = ResidualAutoencoder(x.shape[1], cfg.hidden, cfg.latent)
         scaler = Standardizer.fit(x.numpy(), floor=1e-6, dtype=np.float32)  # the model's input buffers
@@ -64,15 +65,9 @@ class AutoencoderEncoder:
             views = torch.cat([xb, xb]) + sigma * torch.randn(2 * len(xb), xb.shape[1], device=device)
             z = model.encode(views)  # (2B, latent): one BatchNorm batch for both views
             recon = model.decode(z)
-            loss = autoencoder_loss(
-                xb, recon.chunk(2), z.chunk(2), cfg.lambda_con, cfg.lambda_l2, cfg.temperature
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            return loss
+            return autoencoder_loss(xb, recon.chunk(2), z.chunk(2), cfg.lambda_con, cfg.lambda_l2, cfg.temperature)
 
-        self.last_loss_ = fit_loop(self.name, len(x), cfg, run, step, {"model": model, "opt": opt}, (x,))
+        self.last_loss_ = fit_rows(self.name, len(x), cfg, run, step, [opt], {"model": model, "opt": opt}, (x,))
         self.model_ = model.cpu().eval()
         return self
 

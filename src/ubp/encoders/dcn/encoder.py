@@ -33,12 +33,13 @@ from ubp.encoders.dcn.inner_split import inner_labels, write_inner_window
 from ubp.encoders.dcn.losses import dcn_loss
 from ubp.encoders.dcn.model import DcnModel, quantile_edges
 from ubp.encoders.dcn.views import masked_window
+from ubp.device import resolve_device
 from ubp.encoders.registry import create
 from ubp.encoders.shard_tables import sample_fit_clients
 from ubp.errors import InputError
 from ubp.encoders.saved_network import read_nested, read_network, write_nested, write_network
 from ubp.io import atomic_dir
-from ubp.training import choose_device, fit_loop, seed_everything
+from ubp.training import fit_rows, seed_everything
 
 TRANSFORM_BATCH = 8_192
 
@@ -90,7 +91,7 @@ class DcnEncoder:
         target = inner_labels(window, inner, clients, cfg.n_targets)
         views = self._event_views(inner, clients, run, work) if cfg.contrastive and cfg.views == "events" else None
 
-        device = choose_device(run.device)
+        device = resolve_device(run.device)
         seed_everything(run.seed)
         lo, hi, valid = quantile_edges(x.numpy(), cfg.n_bins)
         model = DcnModel(
@@ -113,14 +114,11 @@ class DcnEncoder:
                 pair = (model.embed(views[0][rows], sb), model.embed(views[1][rows], sb))
             elif cfg.contrastive:
                 pair = tuple(model.embed(x[rows], sb, column_drop=cfg.drop_p) for _ in range(2))
-            loss = dcn_loss(logits, labels[rows], weights[rows], target.tasks, pair, cfg.lambda_con, cfg.temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            return loss
+            return dcn_loss(logits, labels[rows], weights[rows], target.tasks, pair, cfg.lambda_con, cfg.temperature)
 
         data = [x, labels, weights] + ([] if seq is None else [seq]) + ([] if views is None else list(views))
-        self.last_loss_ = fit_loop(self.name, len(clients), cfg, run, step, {"model": model, "opt": opt}, tuple(data))
+        parts = {"model": model, "opt": opt}
+        self.last_loss_ = fit_rows(self.name, len(clients), cfg, run, step, [opt], parts, tuple(data))
         self.model_ = model.cpu().eval()
         return self
 

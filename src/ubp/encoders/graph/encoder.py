@@ -31,9 +31,10 @@ from ubp.encoders.graph.items import product_content
 from ubp.encoders.graph.model import TwHIN, in_batch_bce
 from ubp.encoders.sequence.config import sequence_options
 from ubp.encoders.sequence.encoder import SequenceEncoder
+from ubp.device import resolve_device
 from ubp.encoders.saved_network import read_nested, read_network, write_nested, write_network
 from ubp.io import atomic_dir, save_npy
-from ubp.training import choose_device, fit_loop, seed_everything
+from ubp.training import fit_rows, seed_everything
 
 class GraphEncoder:
     name: ClassVar[str] = "graph"
@@ -49,7 +50,7 @@ class GraphEncoder:
         self.items_ = np.unique(edges["sku"].to_numpy()).astype(np.int64)
         user = lookup(self.users_, edges["client_id"].to_numpy())
         keep = user >= 0
-        device = choose_device(run.device)
+        device = resolve_device(run.device)
         u = torch.from_numpy(user[keep]).to(device)
         i = torch.from_numpy(lookup(self.items_, edges["sku"].to_numpy())[keep]).to(device)
         r = torch.from_numpy(edges["relation"].to_numpy()[keep].astype(np.int64)).to(device)
@@ -63,18 +64,12 @@ class GraphEncoder:
             rows = rows.to(device)
             ub, ib, rb = u[rows], i[rows], r[rows]  # (B,) each
             same = (ib[:, None] == ib[None, :]) & (rb[:, None] == rb[None, :])  # (B, B)
-            loss = in_batch_bce(model(ub, ib, rb), same)
-            sparse_opt.zero_grad(set_to_none=True)
-            dense_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            sparse_opt.step()
-            dense_opt.step()
-            return loss
+            return in_batch_bce(model(ub, ib, rb), same)
 
         self.last_loss_ = float("nan")
         if len(u):
             parts = {"model": model, "sparse_opt": sparse_opt, "dense_opt": dense_opt}
-            self.last_loss_ = fit_loop(self.name, len(u), cfg, run, step, parts, (u, i, r))
+            self.last_loss_ = fit_rows(self.name, len(u), cfg, run, step, [sparse_opt, dense_opt], parts, (u, i, r))
         self.model_ = model.cpu().eval()
         return self
 
