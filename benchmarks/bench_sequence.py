@@ -9,7 +9,7 @@ embeddings, objectives and data pipeline cost little beside the Transformer itse
 Also printed: FLOPs of one training step (PyTorch's FlopCounterMode: matrix products and
 attention, forward and backward) and the rate reached, against the device's measured bf16
 matrix-product rate on a GPU; and a step-time breakdown (batch building and copy to the
-device / forward and losses / backward and optimiser, each synchronised) that says whether the
+device / the loop's own step: forward, losses, backward and optimiser, each synchronised) that says whether the
 loop waits on data or on compute, with the GPU utilisation nvidia-smi saw during the fit.
 
     nice -n 10 .venv/bin/python benchmarks/bench_sequence.py [--data-dir DIR] [--presets tiny cpu] [--threads 1]
@@ -22,6 +22,7 @@ under /tmp/sequence-bench.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import subprocess
 import time
@@ -38,9 +39,10 @@ from ubp.encoders.base import Run
 from ubp.encoders.sequence.config import make_config
 from ubp.encoders.sequence.encoder import SequenceEncoder
 from ubp.encoders.sequence.model import SequenceModel, count_parameters
-from ubp.encoders.sequence.objectives import objective_losses, total_loss, vocabulary_tensors
-from ubp.encoders.sequence.tokens import item_vocabulary, make_batch, tokenize, training_chunks
-from ubp.encoders.sequence.train import _optimizer
+from ubp.encoders.sequence.tokens import tokenize
+from ubp.encoders.sequence.train import training
+from ubp.training import Step
+from ubp.training.loop import train_step
 from ubp.layout import PRODUCTS_SCHEMA, STREAM_SCHEMA, VECTOR_LEN
 
 
@@ -120,45 +122,40 @@ def matmul_tflops(device: torch.device) -> float:
 
 
 def step_profile(window: InputWindow, cfg, device: torch.device, steps: int = 20) -> dict[str, float]:
-    """FLOPs of one training step and the synchronised time of its three phases (median of `steps`)."""
+    """FLOPs of one training step and the synchronised time of its two phases (median of `steps`).
+
+    The step is the training loop's own (`train_step` on the sequence block's `Training` pieces):
+    building a batch of full-length chunks and copying it to the device, then forward, losses,
+    backward and the optimiser step.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     tokens = tokenize(window, cfg.hash_rows, cfg.price_buckets)
-    model = SequenceModel(cfg).to(device).train()
-    optimizer = _optimizer(model, cfg)
-    vocab = vocabulary_tensors(*item_vocabulary(tokens, cfg.hash_rows), device=device)
-    start, end, is_first = training_chunks(tokens, cfg.max_len)
-    longest = np.argsort(end - start)[::-1]  # full-length chunks: the shape most of a real epoch has
+    torch.manual_seed(0)
+    setup = training(SequenceModel(cfg), tokens, cfg, Run(seed=0, device=str(device), show_progress=False))
+    data = setup.data
+    longest = np.argsort(data.end - data.start)[::-1]  # full-length chunks: the shape most of a real epoch has
     rng = np.random.default_rng(0)
-    phases: dict[str, list[float]] = {"batch": [], "forward": [], "backward": []}
+    phases: dict[str, list[float]] = {"batch": [], "step": []}
     flops = 0
     for i in range(steps + 3):
         chunk = rng.choice(longest[: max(cfg.batch_size * 4, 1)], cfg.batch_size, replace=False) \
             if len(longest) >= cfg.batch_size * 4 else longest[: cfg.batch_size]
-        generator = torch.Generator().manual_seed(i)
         _sync(device)
         t0 = time.perf_counter()
-        batch = make_batch(tokens, start[chunk], end[chunk], device)
-        first = torch.from_numpy(is_first[chunk]).to(device)
+        batch = data.batch(chunk, i)
         _sync(device)
         t1 = time.perf_counter()
-        counter = FlopCounterMode(display=False) if i == 0 else None
-        with counter if counter is not None else torch.autocast(device.type, enabled=False):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = total_loss(objective_losses(model, model(batch), batch, first, cfg, vocab, generator), cfg)
-            _sync(device)
-            t2 = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        counter = FlopCounterMode(display=False) if i == 0 else contextlib.nullcontext()
+        with counter:
+            train_step(setup.objectives, batch, Step(i, 0), [setup.optimizer], setup.options, [setup.scheduler])
         _sync(device)
-        t3 = time.perf_counter()
-        if counter is not None:
+        t2 = time.perf_counter()
+        if i == 0:
             flops = counter.get_total_flops()
         if i >= 3:  # warm-up steps (allocation, kernel selection) are left out
-            for name, value in zip(phases, (t1 - t0, t2 - t1, t3 - t2)):
-                phases[name].append(value)
+            phases["batch"].append(t1 - t0)
+            phases["step"].append(t2 - t1)
     return {"flops": float(flops), **{k: float(np.median(v)) for k, v in phases.items()}}
 
 
@@ -193,7 +190,9 @@ def bench_preset(window: InputWindow, preset: str, clients: np.ndarray, n_events
     t0 = time.perf_counter()
     run = Run(seed=0, show_progress=False, device=str(device))
     encoder.fit(window, run, callback=lambda step, losses: stamps.append(time.perf_counter()))
+    _sync(device)
     fit_s = time.perf_counter() - t0
+    stamps[-1] = time.perf_counter()  # steps are queued without waiting: the loop's time ends when the device is done
     busy = utilisation.stop()
     steps = len(stamps)
     # the first step carries one-off costs (tokenising, allocation): time the others
@@ -208,7 +207,7 @@ def bench_preset(window: InputWindow, preset: str, clients: np.ndarray, n_events
                                        False, device)
     infer_events = min(n_events, len(clients) * cfg.max_len)
     prof = step_profile(window, cfg, device)
-    prof_step = prof["batch"] + prof["forward"] + prof["backward"]
+    prof_step = prof["batch"] + prof["step"]
     rate = prof["flops"] / prof_step / 1e12
     print(
         f"{preset:>5}: {count_parameters(encoder.model_) / 1e6:.2f}M params, {steps} steps, fit {fit_s:.1f} s "
@@ -219,8 +218,8 @@ def bench_preset(window: InputWindow, preset: str, clients: np.ndarray, n_events
         f"(reference {ref_infer:,.0f} positions/s, ratio {infer_events / infer_s / ref_infer:.2f}); "
         f"out {out.shape} {out.dtype}\n"
         f"       full-length step ({cfg.batch_size}x{cfg.max_len}): {prof['flops'] / 1e9:,.1f} GFLOP; "
-        f"batch {prof['batch'] * 1e3:.1f} ms + forward {prof['forward'] * 1e3:.1f} ms + backward/optimiser "
-        f"{prof['backward'] * 1e3:.1f} ms = {prof_step * 1e3:.1f} ms; "
+        f"batch {prof['batch'] * 1e3:.1f} ms + forward/backward/optimiser {prof['step'] * 1e3:.1f} ms "
+        f"= {prof_step * 1e3:.1f} ms; "
         + (f"{rate:.1f} TFLOP/s" if rate >= 1 else f"{rate * 1e3:.1f} GFLOP/s")
         + (f" = {rate / peak:.1%} of the measured bf16 matmul rate ({peak:.0f} TFLOP/s)" if peak else "")
         + f"; data share {prof['batch'] / prof_step:.0%}"

@@ -30,6 +30,10 @@ small=$!
   && ubp embed --data-dir "$WORK/medium" --blocks oracle --out "$WORK/medium_oracle" --device cpu) > "$WORK/medium.log" 2>&1 &
 medium=$!
 
+# the sequence trainer never waits for the card (set_sync_debug_mode("error") over training steps)
+timeout 120 python -m pytest -q tests/test_sequence_sync_free.py -k gpu > "$OUT/sync_free.log" 2>&1 \
+  || echo "sync-free test: exit $?" >> "$OUT/sync_free.log"
+
 for preset in $PRESETS; do
   timeout 75 python benchmarks/bench_sequence.py --device "$DEVICE" --presets "$preset" --users 4000 --max-events 512 \
     >> "$OUT/bench_sequence.log" 2>&1 || echo "bench_sequence $preset: exit $?" >> "$OUT/bench_sequence.log"

@@ -40,10 +40,10 @@ def fit_killed_then_resumed(fit: Callable[[], Any], monkeypatch: pytest.MonkeyPa
 
     Returns the resumed fit and the number of checkpoints written by both runs together.
     """
-    import ubp.training
+    from ubp.training import checkpoint
 
     saves: list[int] = []
-    real_save = ubp.training.save_checkpoint
+    real_save = checkpoint.save_checkpoint
 
     def save_then_maybe_die(*args: Any, **kwargs: Any) -> None:
         real_save(*args, **kwargs)
@@ -51,7 +51,7 @@ def fit_killed_then_resumed(fit: Callable[[], Any], monkeypatch: pytest.MonkeyPa
         if len(saves) == kill_at:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(ubp.training, "save_checkpoint", save_then_maybe_die)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save_then_maybe_die)
     with pytest.raises(KeyboardInterrupt):
         fit()
     return fit(), len(saves)

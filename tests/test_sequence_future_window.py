@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,11 @@ from ubp.data.window import InputWindow
 from ubp.encoders.sequence.config import make_config
 from ubp.encoders.sequence.future import future_labels, future_window
 from ubp.encoders.sequence.model import SequenceModel
-from ubp.encoders.sequence.objectives import objective_losses, total_loss, vocabulary_tensors
+from ubp.encoders.sequence.config import OBJECTIVES
+from ubp.encoders.sequence.objectives import objective_losses, vocabulary_tensors
 from ubp.encoders.sequence.tokens import item_vocabulary, make_batch, tokenize, tokenize_frame
 from ubp.recipe import BlockSpec, Recipe
+from ubp.training.loop import weighted_loss
 
 # (client, timestamp, type, sku | url | query token); tokenize orders them by client then time: indices 0..6
 ROWS = [
@@ -159,10 +162,11 @@ def test_fit_with_future_window_trains_it_and_resumes_exactly(window: InputWindo
     logged: list[dict] = []
     unbroken = fit(window, work_dir=tmp_path / "a", callback=lambda s, losses: logged.append(losses), **options)
     assert set(logged[0]) == {"nip", "nup", "netp", "tdp", "future_window"}
-    assert all(np.isfinite(v["future_window"]) and v["future_window"] > 0 for v in logged)
+    assert all(math.isfinite(float(v["future_window"])) and float(v["future_window"]) > 0 for v in logged)
     cfg = unbroken.config
-    assert float(total_loss({k: torch.tensor(v) for k, v in logged[0].items()}, cfg)) == pytest.approx(
-        sum(v for k, v in logged[0].items() if k != "future_window") + 0.5 * logged[0]["future_window"]
+    weights = {name: getattr(cfg, f"{name}_weight") for name in OBJECTIVES}
+    assert float(weighted_loss(logged[0], weights)) == pytest.approx(
+        float(sum(v for k, v in logged[0].items() if k != "future_window") + 0.5 * logged[0]["future_window"])
     )
     assert unbroken.model_.future_query is not None
 

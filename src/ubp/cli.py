@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,25 +11,35 @@ import click
 from ubp.layout import TASKS
 
 
-class UbpError(click.ClickException):
+class _OneLine(click.ClickException):
     """A user-facing error: one clear line, exit status 1, no traceback."""
 
 
 def _fail_cleanly(fn):
-    """Turn the package's input errors into one-line CLI errors instead of tracebacks."""
+    """Turn ubp's own errors (`ubp.errors.UbpError`) into one-line CLI errors; anything else is a
+    bug in ubp and keeps its traceback."""
     import functools
 
-    from ubp.config import ConfigError
-    from ubp.errors import InputError
+    from ubp.errors import UbpError
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (InputError, ConfigError, FileNotFoundError, KeyError, ValueError) as e:
-            raise UbpError(str(e).strip("'\"")) from e
+        except UbpError as e:
+            raise _OneLine(str(e)) from e
 
     return wrapper
+
+
+def _logging() -> bool:
+    """Progress logs at INFO, from rank 0 only under torchrun (the ranks would repeat each other); True on rank 0."""
+    import logging
+
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+    return main_rank
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,12 +66,23 @@ def synth(out: Path, clients: int | None, scale: str | None, seed: int) -> None:
 
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), required=True)
+@click.option("--no-iso-timestamps", is_flag=True, help="Accept only 'YYYY-MM-DD HH:MM:SS' strings and naive datetimes.")
+@click.option("--no-price-quantiles", is_flag=True, help="Reject float/decimal prices instead of bucketing them.")
+@click.option("--no-hash-string-ids", is_flag=True, help="Reject string ids instead of hashing them to int64.")
+@click.option("--no-text-vectors", is_flag=True, help="Reject free-text names/queries instead of embedding them.")
+@click.option("--price-edges", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Bucket float prices with these edges (an earlier store's prepared/price_edges.json).")
 @_fail_cleanly
-def prepare(data_dir: Path) -> None:
-    """Validate the raw files and write the typed prepared store."""
+def prepare(data_dir: Path, no_iso_timestamps: bool, no_price_quantiles: bool, no_hash_string_ids: bool,
+            no_text_vectors: bool, price_edges: Path | None) -> None:
+    """Validate the raw files (converting a real log's own types) and write the typed prepared store."""
+    from ubp.data.conversions import PrepareOptions
     from ubp.data.prepare import prepare as run_prepare
 
-    click.echo(run_prepare(data_dir).describe())
+    options = PrepareOptions(iso_timestamps=not no_iso_timestamps, price_quantiles=not no_price_quantiles,
+                             hash_string_ids=not no_hash_string_ids, text_vectors=not no_text_vectors,
+                             price_edges=price_edges)
+    click.echo(run_prepare(data_dir, options).describe())
 
 
 @main.command()
@@ -157,11 +179,10 @@ def task_labels(data_dir: Path, column: str, values: str, out: Path, days: int, 
 
 @main.command()
 def blocks() -> None:
-    """List the registered profile blocks."""
-    from ubp.encoders import REGISTRY
+    """List every profile block with its description and options (type, default, help)."""
+    from ubp.encoders.registry import describe_blocks
 
-    for name in REGISTRY.names():
-        click.echo(name)
+    click.echo("\n".join(describe_blocks()))
 
 
 _CACHE = click.option("--cache", type=click.Path(path_type=Path), default=None,
@@ -169,12 +190,6 @@ _CACHE = click.option("--cache", type=click.Path(path_type=Path), default=None,
 _DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 _ENGINE = click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                        help="Where the per-shard feature maps run: here, or on Ray Data (the cluster at RAY_ADDRESS).")
-
-
-def _logging() -> None:
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
 
 @main.command()
@@ -187,22 +202,22 @@ def _logging() -> None:
 @_fail_cleanly
 def fit(data_dir: Path, config: Path | None, out: Path, cache: Path | None, device: str, engine: str) -> None:
     """Fit a profile on a log's input window and save it as a model folder (for `ubp embed --model`)."""
-    from ubp import engines
+    from ubp import distributed, engines
     from ubp.cache import cache_root
-    from ubp.device import resolve_device
     from ubp.encoders.base import Run
-    from ubp.pipeline import ensure_split
+    from ubp.pipeline import shared_split
     from ubp.profile import build_profile
     from ubp.recipe import load_recipe
 
-    _logging()
+    main_rank = _logging()
     recipe = load_recipe(config)
-    window = ensure_split(data_dir)
-    run = Run(seed=recipe.seed, device=str(resolve_device(device)), show_progress=sys.stderr.isatty())
-    with engines.use(engine):
+    with distributed.session(device) as here, engines.use(engine):
+        window = shared_split(data_dir)
+        run = Run(seed=recipe.seed, device=str(here), show_progress=sys.stderr.isatty() and main_rank)
         profile = build_profile(window, recipe, None, cache_root(cache) / "blocks", run, model_dir=out)
-    click.echo(f"{out}: model of {profile['width']} columns fitted on {profile['n_clients']:,} clients "
-               f"(window before {window.cutoff}); cached blocks: {', '.join(profile['cached_blocks']) or 'none'}")
+    if main_rank:
+            click.echo(f"{out}: model of {profile['width']} columns fitted on {profile['n_clients']:,} clients "
+                   f"(window before {window.cutoff}); cached blocks: {', '.join(profile['cached_blocks']) or 'none'}")
 
 
 @main.command()
@@ -219,6 +234,8 @@ def fit(data_dir: Path, config: Path | None, out: Path, cache: Path | None, devi
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float32", show_default=True, help="Parquet values.")
 @click.option("--columns", "layout", type=click.Choice(["list", "named"]), default="list", show_default=True,
               help="Parquet: one fixed-size list column `embedding`, or one named column per dimension.")
+@click.option("--config", type=click.Path(path_type=Path), default=None,
+              help="Without --model: fit this recipe (TOML) here, as `ubp run` does.")
 @click.option("--blocks", "block_names", default=None, help="Without --model: fit these blocks (comma-separated) here.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fit (--blocks).")
 @_CACHE
@@ -226,16 +243,21 @@ def fit(data_dir: Path, config: Path | None, out: Path, cache: Path | None, devi
 @_ENGINE
 @_fail_cleanly
 def embed(data_dir: Path, out: Path, model: Path | None, as_of, clients: Path | None, fmt: str, dtype: str, layout: str,
-          block_names: str | None, seed: int, cache: Path | None, device: str, engine: str) -> None:
-    """Embed clients: with --model, a saved profile applied to any log at any date; with --blocks,
-    blocks fitted on the log's input window."""
-    from ubp import engines
+          config: Path | None, block_names: str | None, seed: int, cache: Path | None, device: str, engine: str) -> None:
+    """Embed clients: with --model, a saved profile applied to any log at any date; with --config
+    (a recipe) or --blocks, blocks fitted on the log's input window.
+
+    Fitting here runs under `torchrun --nproc_per_node N -m ubp embed …` too: the processes train
+    together (DDP) and each embeds a share of the clients; rank 0 writes.
+    """
+    from ubp import distributed, engines
     from ubp.cache import cache_root
     from ubp.errors import UsageError
 
-    if (model is None) == (block_names is None):
-        raise UsageError("give exactly one of --model (apply a saved profile) and --blocks (fit blocks here)")
-    _logging()
+    if sum(x is not None for x in (model, config, block_names)) != 1:
+        raise UsageError("give exactly one of --model (apply a saved profile), --config (fit a recipe here) "
+                         "and --blocks (fit blocks here)")
+    main_rank = _logging()
     if model is not None:
         from ubp.embedding import embed_with_model
 
@@ -244,19 +266,23 @@ def embed(data_dir: Path, out: Path, model: Path | None, as_of, clients: Path | 
         click.echo(summary.describe())
         return
     if as_of is not None or clients is not None or fmt != "npy":
-        raise UsageError("--as-of, --clients and --format go with --model; --blocks fits and embeds the input window")
-    from ubp.device import resolve_device
+        raise UsageError("--as-of, --clients and --format go with --model; --config / --blocks fit and embed the input window")
     from ubp.encoders.base import Run
-    from ubp.pipeline import ensure_split
+    from ubp.pipeline import shared_split
     from ubp.profile import build_profile
-    from ubp.recipe import recipe_for_blocks
+    from ubp.recipe import load_recipe, recipe_for_blocks
 
-    recipe = recipe_for_blocks([b.strip() for b in block_names.split(",") if b.strip()], seed=seed)
-    window = ensure_split(data_dir)
-    run = Run(seed=seed, device=str(resolve_device(device)), show_progress=sys.stderr.isatty())
-    with engines.use(engine):
+    if config is not None:
+        recipe = load_recipe(config)
+    else:
+        recipe = recipe_for_blocks([b.strip() for b in block_names.split(",") if b.strip()], seed=seed)
+    with distributed.session(device) as here, engines.use(engine):
+        window = shared_split(data_dir)
+        run = Run(seed=recipe.seed, device=str(here), show_progress=sys.stderr.isatty() and main_rank)
         profile = build_profile(window, recipe, out, cache_root(cache) / "blocks", run)
-    click.echo(f"{out}: {profile['n_clients']} clients x {profile['width']} columns ({block_names})")
+    if main_rank:
+        names = ",".join(b.name for b in recipe.blocks)
+        click.echo(f"{out}: {profile['n_clients']} clients x {profile['width']} columns ({names})")
 
 
 @main.command()
@@ -347,17 +373,20 @@ def _run_options(fn):
 
     @functools.wraps(fn)
     def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device, engine, cache, user_tasks):
-        from ubp import engines
-        from ubp.evaluation.user_tasks import user_task_paths
-        from ubp.pipeline import RunOptions
         from ubp.recipe import load_recipe
 
-        _logging()
+        recipe = load_recipe(config)  # checked before anything heavy is imported or any file written
+
+        from ubp import distributed, engines
+        from ubp.evaluation.user_tasks import user_task_paths
+        from ubp.pipeline import RunOptions
+
+        main_rank = _logging()
         opts = RunOptions(out=out, data_dir=data_dir, scale=scale, world_seed=world_seed, mode=mode,
-                          orders=orders, device=device, show_progress=sys.stderr.isatty(), cache=cache,
+                          orders=orders, device=device, show_progress=sys.stderr.isatty() and main_rank, cache=cache,
                           user_tasks=tuple(user_task_paths(user_tasks, TASKS).items()))
-        with engines.use(engine):
-            return fn(opts, load_recipe(config))
+        with distributed.session(device), engines.use(engine):
+            return fn(opts, recipe)
 
     for option in reversed(options):
         wrapper = option(wrapper)
@@ -369,9 +398,14 @@ def _run_options(fn):
 @_run_options
 def run(opts, recipe) -> None:
     """The whole job: world → split → blocks → profile → validate → evaluate → report."""
+    from ubp import distributed
     from ubp.pipeline import run as run_pipeline
+    from ubp.report import run_summary
 
-    click.echo(f"report: {run_pipeline(opts, recipe)}")
+    report = run_pipeline(opts, recipe)
+    if distributed.is_main():
+        click.echo(run_summary(report.parent))
+        click.echo(f"report: {report}")
 
 
 @main.command()

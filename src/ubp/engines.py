@@ -16,6 +16,8 @@ from typing import TypeVar
 
 import polars as pl
 
+from ubp.errors import UsageError
+
 ENGINES = ("local", "ray")
 T = TypeVar("T")
 _TASK = "__ubp_task"
@@ -27,7 +29,7 @@ def use(name: str) -> Iterator[None]:
     """Run the per-shard maps inside the block on engine `name`."""
     global _current
     if name not in ENGINES:
-        raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+        raise UsageError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
     if name == "ray":
         _ray()  # fail here, before any work, when Ray is not installed
     previous, _current = _current, name
@@ -50,7 +52,7 @@ def _ray():
     try:
         import ray
     except ImportError as e:
-        raise RuntimeError("the ray engine needs Ray Data: pip install 'ubp[ray]'") from e
+        raise UsageError("the ray engine needs Ray Data: pip install 'ubp[ray]'") from e
     return ray
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+from ubp import distributed
 from ubp.cache import cache_root
 from ubp.data.window import InputWindow
 from ubp.device import resolve_device
@@ -92,6 +93,14 @@ def ensure_split(data_dir: Path) -> InputWindow:
     return InputWindow.open(data_dir)
 
 
+def shared_split(data_dir: Path) -> InputWindow:
+    """`ensure_split` by rank 0 while the other ranks wait (under torchrun), then the window on every rank."""
+    if distributed.is_main():
+        ensure_split(data_dir)
+    distributed.barrier()
+    return InputWindow.open(data_dir)
+
+
 def entry_digest(entry_dir: Path) -> str:
     return digest(files_fingerprint(entry_dir, ["client_ids.npy", "embeddings.npy"]), size=8)
 
@@ -137,22 +146,23 @@ def evaluate_entries(data_dir: Path, entries: dict[str, Path], outs: dict[str, P
 def run(opts: RunOptions, recipe: Recipe) -> Path:
     """The whole job; returns the path of the report."""
     from ubp.evaluation.validate import validate_entry
-    from ubp.run_report import write_run_report
+    from ubp.report import write_run_report
 
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     times = StageTimes()
     with times.stage("world"):
-        data_dir = ensure_world(opts)
+        data_dir = ensure_world(opts) if distributed.is_main() else None
     with times.stage("prepare+split"):
-        window = ensure_split(data_dir)
-    run_ctx = Run(seed=recipe.seed, device=str(resolve_device(opts.device)), show_progress=opts.show_progress)
+        data_dir = Path(distributed.broadcast(data_dir))  # under torchrun the others wait for rank 0's world
+        window = shared_split(data_dir)
+    run_ctx = Run(seed=recipe.seed, device=str(distributed.local_device(opts.device)), show_progress=opts.show_progress)
     blocks_dir = cache_root(opts.cache) / "blocks"
     with times.stage("profile"):
         profile = build_profile(window, recipe, out / "entry", blocks_dir, run_ctx, model_dir=out / "model")
-    problems = validate_entry(data_dir, out / "entry", relevant_check=True)
+    problems = validate_entry(data_dir, out / "entry", relevant_check=True) if distributed.is_main() else []
     if problems:
-        raise ValueError("the profile entry is not valid: " + "; ".join(problems))
+        raise RuntimeError("the profile entry is not valid: " + "; ".join(problems))
     entries = {"profile": out / "entry"}
     with times.stage("references"):
         for ref in opts.references:
@@ -161,6 +171,8 @@ def run(opts: RunOptions, recipe: Recipe) -> Path:
             ref_dir = out / "references" / ref
             build_profile(window, recipe_for_blocks([ref], seed=recipe.seed), ref_dir, blocks_dir, run_ctx)
             entries[ref] = ref_dir
+    if not distributed.is_main():  # the other ranks' work (training, embedding shares) is done
+        return out / "report.html"
     scores = evaluate_entries(data_dir, entries, {name: out / "eval" / name for name in entries}, opts, times)
     report = write_run_report(out, profile=profile, scores=scores, stages=times.stages, window=window,
                               entry_dir=out / "entry", mode=opts.mode)

@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 import ubp
+from ubp import distributed
 from ubp.cache import touch, write_meta
 from ubp.chunks import spans
+from ubp.data.history import no_history
 from ubp.data.window import MANIFEST, PRODUCTS, RELEVANT, InputWindow
 from ubp.encoders import REGISTRY, create
 from ubp.encoders.base import Run
@@ -27,6 +29,8 @@ from ubp.fingerprint import code_version, digest, files_fingerprint
 from ubp.io import save_npy, write_json
 from ubp.normaliser import Normaliser, fit_normaliser
 from ubp.recipe import BlockSpec, Recipe
+from ubp.config import ConfigError
+from ubp.errors import input_error
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,7 @@ def block_key(spec: BlockSpec, seed: int, window: InputWindow, window_fp: str) -
 @dataclass(frozen=True)
 class BlockMatrix:
     spec: BlockSpec
-    matrix: np.ndarray  # float32 (n_clients, dim), rows in the order of the profile's client ids
+    matrix: np.ndarray | None  # float32 (n_clients, dim), rows in the order of the profile's client ids; None off rank 0
     cached: bool
     seconds: float
     model_dir: Path | None = None  # the fitted encoder (saved), when it came from `fit_block`
@@ -63,33 +67,56 @@ def fit_block(
     spec: BlockSpec, window: InputWindow, client_ids: np.ndarray, blocks_dir: Path, run: Run,
     window_fp: str | None = None,
 ) -> BlockMatrix:
-    """Fit `spec` on the window (or load the cached fit) and embed `client_ids`."""
+    """Fit `spec` on the window (or load the cached fit) and embed `client_ids`.
+
+    Under torchrun every rank fits (the sequence block's batches split by rank) and embeds its
+    share of the clients with rank 0's saved model; rank 0 writes the folder and gets the rows,
+    the other ranks get None.
+    """
     key = block_key(spec, run.seed, window, window_fp or window_fingerprint(window))
     folder = Path(blocks_dir) / f"{spec.name}-{digest(key)}"
     matrix_path, ids_path = folder / "matrix.npy", folder / "client_ids.npy"
-    if (folder / "meta.json").is_file():
-        touch(folder)
-        if np.array_equal(np.load(ids_path), client_ids):
+    if distributed.broadcast((folder / "meta.json").is_file()):  # rank 0 decides: every rank takes one branch
+        same = distributed.is_main() and np.array_equal(np.load(ids_path), client_ids)
+        if distributed.is_main():
+            touch(folder)
+        if distributed.broadcast(same):
             log.info("block %s: cached (%s)", spec.name, folder)
-            return BlockMatrix(spec, np.load(matrix_path), cached=True, seconds=0.0, model_dir=folder / MODEL)
+            matrix = np.load(matrix_path) if distributed.is_main() else None
+            return BlockMatrix(spec, matrix, cached=True, seconds=0.0, model_dir=folder / MODEL)
         log.info("block %s: cached fit (%s), embedding %d other clients", spec.name, folder, len(client_ids))
         encoder = REGISTRY[spec.name].load(folder / MODEL)
-        return BlockMatrix(spec, checked_rows(encoder, spec.name, window, client_ids), cached=True, seconds=0.0,
+        return BlockMatrix(spec, shared_rows(encoder, spec.name, window, client_ids), cached=True, seconds=0.0,
                            model_dir=folder / MODEL)
     start = time.perf_counter()
     log.info("block %s: fitting", spec.name)
-    block_run = Run(
-        seed=run.seed, device=run.device, work_dir=folder / "work", show_progress=run.show_progress
-    )
-    (folder / "work").mkdir(parents=True, exist_ok=True)
+    # scratch per rank; checkpoints are read and written by rank 0 only, in its work folder
+    work = folder / ("work" if distributed.is_main() else f"work-rank{distributed.rank()}")
+    block_run = Run(seed=run.seed, device=run.device, work_dir=work, show_progress=run.show_progress)
+    work.mkdir(parents=True, exist_ok=True)
     encoder = create(spec.name, **spec.options).fit(window, block_run)
-    matrix = checked_rows(encoder, spec.name, window, client_ids)
-    encoder.save(folder / MODEL)
+    if distributed.is_main():
+        encoder.save(folder / MODEL)
+    if distributed.world_size() > 1:  # every rank embeds its share with rank 0's saved model
+        distributed.barrier()
+        if not distributed.is_main():
+            encoder = REGISTRY[spec.name].load(folder / MODEL)
+    matrix = shared_rows(encoder, spec.name, window, client_ids)
+    if not distributed.is_main():
+        shutil.rmtree(work, ignore_errors=True)
+        return BlockMatrix(spec, None, cached=False, seconds=round(time.perf_counter() - start, 2))
     save_npy(matrix_path, matrix)
     save_npy(ids_path, client_ids)
-    shutil.rmtree(folder / "work", ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
     write_meta(folder, "blocks", {**key, "data_dir": str(window.data_dir.resolve()), "n_clients": len(client_ids)})
     return BlockMatrix(spec, matrix, cached=False, seconds=round(time.perf_counter() - start, 2), model_dir=folder / MODEL)
+
+
+def shared_rows(encoder, name: str, window: InputWindow, client_ids: np.ndarray) -> np.ndarray | None:
+    """`checked_rows` of this rank's share of `client_ids`, gathered in order on rank 0 (None on the others)."""
+    if distributed.world_size() == 1:
+        return checked_rows(encoder, name, window, client_ids)
+    return distributed.gather_rows(checked_rows(encoder, name, window, client_ids[distributed.share(len(client_ids))]))
 
 
 def checked_rows(encoder, name: str, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
@@ -125,7 +152,7 @@ def blend(blocks: list[BlockMatrix], recipe: Recipe) -> tuple[np.ndarray, list[d
     """
     kept = [b for b in blocks if b.spec.weight > 0]
     if not kept:
-        raise ValueError("every block has weight 0: nothing to blend")
+        raise ConfigError("every block has weight 0: nothing to blend")
     blocks.clear()
     total = sum(b.spec.pca or b.matrix.shape[1] for b in kept)
     specs = []
@@ -161,12 +188,20 @@ def build_profile(
 ) -> dict:
     """Fit every block, blend, and write the entry with its `profile.json` manifest (unless
     `out_dir` is None); with `model_dir`, also the fitted profile as a self-contained model folder
-    (`ubp.model`)."""
+    (`ubp.model`). Under torchrun every rank fits the blocks and embeds its share of the clients;
+    rank 0 blends and writes, the other ranks return {}."""
     ids = window.relevant_clients if client_ids is None else np.asarray(client_ids, dtype=np.int64)
     if len(ids) == 0:
-        raise ValueError(f"{window.root / 'relevant_clients.npy'}: no clients to embed")
+        raise input_error(window.root / RELEVANT, "no clients to embed")
+    n_unseen = int(no_history(window, ids).sum())
+    if n_unseen and "no_history" not in {b.name for b in recipe.blocks}:
+        log.warning("%d of %d clients have no event in the input window: the profile gets a no_history column",
+                    n_unseen, len(ids))
+        recipe = replace(recipe, blocks=(*recipe.blocks, BlockSpec("no_history", normalise="none")))
     window_fp = window_fingerprint(window)
     blocks = [fit_block(spec, window, ids, blocks_dir, run, window_fp) for spec in recipe.blocks]
+    if not distributed.is_main():
+        return {}
     fit_seconds = {b.spec.name: b.seconds for b in blocks}
     cached = [b.spec.name for b in blocks if b.cached]
     encoders = {b.spec.name: b.model_dir for b in blocks}
@@ -182,6 +217,8 @@ def build_profile(
         "cached_blocks": cached,
         "absent_event_types": window.absent_event_types,
         "window": window_fp,
+        "no_history_clients": n_unseen,
+        "no_history_column": next((b["columns"][0] for b in manifest if b["name"] == "no_history"), None),
     }
     if out_dir is not None:
         write_entry(out_dir, ids, matrix)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ubp.errors import UsageError
 from ubp.hashing import stable_hash
 from ubp.io import atomic_dir, save_npy, write_text
 from ubp.layout import EVENT_TYPES, PRODUCTS_SCHEMA, STREAM_SCHEMA, EventType
@@ -46,7 +47,7 @@ class InputWindow:
         root = Path(data_dir) / "input" / WINDOW_DIR
         manifest_path = root / MANIFEST
         if not manifest_path.is_file():
-            raise FileNotFoundError(
+            raise UsageError(
                 f"{manifest_path}: no input window here; run `ubp split --data-dir {data_dir}` first"
             )
         manifest = json.loads(manifest_path.read_text())

@@ -18,12 +18,12 @@ import torch
 import ubp
 from ubp.device import resolve_device
 from ubp.evaluation.orders import ScoringRun, scoring_runs
-from ubp.evaluation.report import write_report
 from ubp.evaluation.session import LabelSummary, ScoredEntry, SessionTimes, run_session
 from ubp.evaluation.trainer import TrainResult
 from ubp.hashing import order_fingerprint
 from ubp.io import write_text
 from ubp.layout import TASKS
+from ubp.report import write_evaluation_report
 
 __all__ = ["EvaluationResult", "evaluate", "evaluate_many", "scoring_runs"]
 
@@ -113,7 +113,7 @@ def write_scores(scores: dict, out: Path) -> EvaluationResult:
     out = Path(out)
     scores_path, report_path = out / SCORES_FILE, out / REPORT_FILE
     write_text(scores_path, json.dumps(scores, indent=2))
-    write_report(scores, report_path)
+    write_evaluation_report(scores, report_path)
     return EvaluationResult(scores=scores, scores_path=scores_path, report_path=report_path)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ubp.errors import input_error
+from ubp.errors import UsageError, input_error
 from ubp.layout import PROPENSITY_TASKS, propensity_column
 
 WINDOWS = ("train", "validation")
@@ -46,7 +46,7 @@ def target_path(data_dir: Path, window: str) -> Path:
 def read_target_window(path: Path, columns: list[str]) -> pl.DataFrame:
     """`client_id` plus the matched columns of one target window, as Int64."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; run `ubp split --data-dir DIR` to write the target windows")
+        raise input_error(path, "missing; run `ubp split --data-dir DIR` to write the target windows")
     try:
         schema = pl.read_parquet_schema(path)
     except Exception as e:  # noqa: BLE001 - any unreadable file becomes one clear line
@@ -66,7 +66,7 @@ def read_target_window(path: Path, columns: list[str]) -> pl.DataFrame:
 
 def _load_npy(path: Path, what: str) -> np.ndarray:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; it holds {what}")
+        raise input_error(path, f"missing; it holds {what}")
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
@@ -164,7 +164,7 @@ def task_inputs(data_dir: Path, task: str) -> list[Path]:
         return [target / "active_clients.npy"]
     if task == "conversion":
         return []
-    raise ValueError(f"unknown task {task!r}")
+    raise UsageError(f"unknown task {task!r}")
 
 
 def build_task_tables(data_dir: Path, tasks: tuple[str, ...]) -> dict[str, TaskTable]:

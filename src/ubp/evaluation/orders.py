@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ubp.errors import UsageError
 from ubp.hashing import hash_order
 
 
@@ -34,7 +35,7 @@ class ScoringRun:
 def scoring_runs(client_ids: np.ndarray, k: int, base_seed: int) -> list[ScoringRun]:
     """The runs an entry is scored with; see the module docstring."""
     if k < 1:
-        raise ValueError(f"orders must be at least 1, got {k}")
+        raise UsageError(f"orders must be at least 1, got {k}")
     if k == 1:
         return [ScoringRun("entry", np.arange(len(client_ids)), base_seed)]
     return [ScoringRun(f"hash-salt-{s}", hash_order(client_ids, salt=s), base_seed + s) for s in range(k)]

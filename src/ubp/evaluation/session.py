@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ubp.data.raw import read_relevant_clients
 from ubp.device import resolve_device
 from ubp.errors import UsageError, input_error
 from ubp.evaluation.label_cache import cached_task_tables
@@ -188,9 +189,9 @@ def missing_relevant(data_dir: Path, client_ids: np.ndarray, strict: bool) -> in
     path = Path(data_dir) / "input" / "relevant_clients.npy"
     if not path.is_file():
         if strict:
-            raise FileNotFoundError(f"{path}: missing; --strict checks the entry against it")
+            raise input_error(path, "missing; --strict checks the entry against it")
         return None
-    missing = np.setdiff1d(np.load(path).astype(np.int64), client_ids)
+    missing = np.setdiff1d(read_relevant_clients(path), client_ids)
     if len(missing):
         message = f"{len(missing)} relevant clients have no row in the entry"
         if strict:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ubp.encoders.sequence.config import SequenceConfig
+from ubp.encoders.sequence.tokens import width_multiple
 from ubp.layout import VECTOR_LEN, EventType
 
 TOKEN_VALUES = 256
@@ -114,9 +115,13 @@ class SequenceModel(nn.Module):
         x = self.embed(batch)
         start = self.start.expand(x.shape[0], 1, -1).to(x.dtype)
         x = self.drop(torch.cat([start, x], dim=1))
+        n = x.shape[1]
+        # On a GPU the attention length is padded to a multiple of 64 (aligned kernels); the
+        # padding sits right of every real position, so causality keeps it out of them.
+        x = F.pad(x, (0, 0, 0, -n % width_multiple(x.device)))
         for block in self.blocks:
             x = block(x)
-        return self.ln_f(x)  # (B, L + 1, d)
+        return self.ln_f(x[:, :n])  # (B, L + 1, d)
 
     def user_embedding(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Hidden state after each sequence's last real event (the start state if it has none)."""

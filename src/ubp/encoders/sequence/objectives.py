@@ -10,6 +10,7 @@ start vector would be asked to guess the middle of a history it cannot see).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,9 @@ from ubp.encoders.sequence.config import SequenceConfig
 from ubp.encoders.sequence.model import SequenceModel
 from ubp.encoders.sequence.tokens import ITEM_TYPES
 from ubp.layout import EventType
+
+_NO_KEY = torch.iinfo(torch.int64).max  # sorts after every real key (row0 * hash_rows + row1)
+_OFF = -1e9  # the logit of a candidate slot that takes no part: exp underflows to exactly 0
 
 
 @dataclass(frozen=True)
@@ -38,22 +42,39 @@ def sampled_softmax(
     candidate_vectors: torch.Tensor,
     temperature: float,
     log_q: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Sum over queries of -log softmax(target) among the candidates (times `weights` (n,) if given).
+    """-log softmax(target) among the candidates, per query (n,).
 
-    queries (n, d); target_keys (n,); candidate_keys (m,) sorted and unique, containing every
-    target; candidate_vectors (m, d); log_q (m,) the log expected count of each candidate in the
-    sample (subtracted from its logit: the logQ correction). With every item as a candidate and
-    no correction this is the full softmax cross-entropy.
+    queries (n, d); target_keys (n,); candidate_keys (m,) sorted, holding every target whose loss
+    is used; candidate_vectors (m, d); log_q (m,) the log expected count of each candidate in the
+    sample (subtracted from its logit: the logQ correction); keep (m,) False for candidate slots
+    that take no part (duplicates, empty slots: see `distinct_candidates`). With every item as a
+    candidate and no correction this is the full softmax cross-entropy.
     """
     logits = queries @ candidate_vectors.T / temperature  # (n, m)
     if log_q is not None:
         logits = logits - log_q
-    target = torch.searchsorted(candidate_keys, target_keys)
-    if weights is None:
-        return F.cross_entropy(logits.float(), target, reduction="sum")
-    return (F.cross_entropy(logits.float(), target, reduction="none") * weights).sum()
+    logits = logits.float()
+    if keep is not None:
+        logits = logits.masked_fill(~keep, _OFF)
+    target = torch.searchsorted(candidate_keys, target_keys).clamp(max=max(len(candidate_keys) - 1, 0))
+    return F.cross_entropy(logits, target, reduction="none")
+
+
+def distinct_candidates(keys: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(sorted keys, keep, table keys): the valid keys sorted, each distinct key kept once (its first slot).
+
+    The shape is that of `keys` whatever the data, so nothing waits for the device to count:
+    invalid slots sort last and are not kept, a repeated key is kept at its first slot only,
+    which is where `searchsorted` finds it. The table keys are the sorted keys with 0 (a valid
+    table row) in the slots not kept, for looking vectors up.
+    """
+    ordered = torch.sort(torch.where(valid, keys, _NO_KEY)).values
+    first = torch.ones_like(valid)
+    first[1:] = ordered[1:] != ordered[:-1]
+    keep = first & (ordered != _NO_KEY)
+    return ordered, keep, torch.where(keep, ordered, 0)
 
 
 def objective_losses(
@@ -64,82 +85,117 @@ def objective_losses(
     cfg: SequenceConfig,
     vocab: ItemVocabulary,
     generator: torch.Generator,
+    compact: bool | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-objective mean losses of one batch (only the objectives with weight > 0).
 
-    `hidden` is `model(batch)` (B, L + 1, d), computed by the caller so that a DDP wrapper runs it;
-    the heads are taken from the bare `model`.
+    Every loss is a mask-weighted mean and candidates are deduplicated by masking, so on a GPU
+    shapes never depend on the data and the step needs no host synchronisation; `generator`
+    lives on the batch's device (NIP negatives are drawn there). `compact` (default: on a CPU,
+    where reading a count back costs nothing) first keeps only each objective's target
+    positions, which spares computing losses that the mask would zero.
     """
-    after = hidden[:, 1:]  # (B, L, d): state i + 1 has just seen event i
-    hidden = hidden[:, :-1]  # (B, L, d): state i predicts event i
+    compact = hidden.device.type == "cpu" if compact is None else compact
+    after = hidden[:, 1:].flatten(0, 1)  # (B * L, d): state i + 1 has just seen event i
+    hidden = hidden[:, :-1].flatten(0, 1)  # (B * L, d): state i predicts event i
     event_type = batch["event_type"]
     position = torch.arange(event_type.shape[1], device=event_type.device)
     real = position[None] < batch["length"][:, None]
     predict = real & ((position[None] > 0) | is_first[:, None])
+    event_type, ids = event_type.flatten(), batch["ids"].flatten(0, 1)
     rows = cfg.hash_rows
+    caps = batch.get("caps", {})
     losses: dict[str, torch.Tensor] = {}
     if cfg.netp_weight > 0:
-        logits = model.next_type(hidden[predict]).float()
-        losses["netp"] = F.cross_entropy(logits, event_type[predict], reduction="sum") / _count(predict)
+        mask, h, target = _targets(compact, predict.flatten(), hidden, event_type)
+        losses["netp"] = _masked_mean(F.cross_entropy(model.next_type(h).float(), target, reduction="none"), mask)
     if cfg.tdp_weight > 0:
-        has_gap = real & (position[None] > 0)
-        error = model.next_gap(hidden[has_gap]).squeeze(-1).float() - batch["log_gap"][has_gap]
-        losses["tdp"] = error.square().sum() / _count(has_gap)
-    ids = batch["ids"]
+        has_gap = (real & (position[None] > 0)).flatten()
+        mask, h, log_gap = _targets(compact, has_gap, hidden, batch["log_gap"].flatten())
+        losses["tdp"] = _masked_mean((model.next_gap(h).squeeze(-1).float() - log_gap).square(), mask)
     if cfg.nip_weight > 0:
-        is_item = torch.isin(event_type, torch.tensor([int(t) for t in ITEM_TYPES], device=event_type.device))
-        mask = predict & is_item & (ids[..., 0] > 0)
-        keys = ids[..., 0][mask] * rows + ids[..., 1][mask]
+        is_item = functools.reduce(torch.logical_or, (event_type == int(t) for t in ITEM_TYPES))
+        mask = predict.flatten() & is_item & (ids[:, 0] > 0)
+        mask, h, keys = _targets(compact, mask, hidden, ids[:, 0] * rows + ids[:, 1], cap=caps.get("nip"))
         draws = (  # a log with no item events (e.g. visits only) has no vocabulary to draw from
-            torch.randint(len(vocab.keys), (cfg.uniform_negatives,), generator=generator)
+            torch.randint(len(vocab.keys), (cfg.uniform_negatives,), generator=generator, device=keys.device)
             if len(vocab.keys)
-            else torch.zeros(0, dtype=torch.long)
+            else torch.zeros(0, dtype=torch.long, device=keys.device)
         )
-        negatives = vocab.keys[draws.to(keys.device)]
-        candidates = torch.unique(torch.cat([keys, negatives]))
-        log_q = _log_expected_count(candidates, vocab, len(keys), len(negatives))
-        queries = F.normalize(model.item_query(hidden[mask]), dim=-1)
-        vectors = model.key_vectors(candidates, model.item_out)
-        losses["nip"] = sampled_softmax(queries, keys, candidates, vectors, cfg.temperature, log_q) / _count(mask)
+        negatives = vocab.keys[draws]
+        candidates, keep, table_keys = distinct_candidates(
+            torch.cat([keys, negatives]), torch.cat([mask, torch.ones_like(negatives, dtype=torch.bool)])
+        )
+        log_q = _log_expected_count(table_keys, vocab, mask.sum(), len(negatives))
+        queries = F.normalize(model.item_query(h), dim=-1)
+        vectors = model.key_vectors(table_keys, model.item_out)
+        error = sampled_softmax(queries, keys, candidates, vectors, cfg.temperature, log_q, keep)
+        losses["nip"] = _masked_mean(error, mask)
     if cfg.nup_weight > 0:
-        mask = predict & (event_type == int(EventType.PAGE_VISIT)) & (ids[..., 4] > 0)
-        keys = ids[..., 4][mask] * rows + ids[..., 5][mask]
-        candidates = torch.unique(keys)  # in-batch negatives
-        queries = F.normalize(model.url_query(hidden[mask]), dim=-1)
-        vectors = model.key_vectors(candidates, model.url_out)
-        losses["nup"] = sampled_softmax(queries, keys, candidates, vectors, cfg.temperature) / _count(mask)
+        mask = predict.flatten() & (event_type == int(EventType.PAGE_VISIT)) & (ids[:, 4] > 0)
+        mask, h, keys = _targets(compact, mask, hidden, ids[:, 4] * rows + ids[:, 5], cap=caps.get("nup"))
+        candidates, keep, table_keys = distinct_candidates(keys, mask)  # in-batch negatives
+        queries = F.normalize(model.url_query(h), dim=-1)
+        vectors = model.key_vectors(table_keys, model.url_out)
+        error = sampled_softmax(queries, keys, candidates, vectors, cfg.temperature, keep=keep)
+        losses["nup"] = _masked_mean(error, mask)
     if cfg.future_window_weight > 0:
-        losses["future_window"] = _future_window_loss(model, after, batch, cfg)
+        valid, h, labels = _targets(compact, batch["future_valid"].flatten(), after, batch["future_ids"].flatten(0, 1),
+                                    cap=caps.get("future_window"))
+        losses["future_window"] = _future_window_loss(model, h, labels, valid, cfg)
     return losses
 
 
+def _targets(compact: bool, mask: torch.Tensor, *rows: torch.Tensor, cap: int | None = None) -> tuple[torch.Tensor, ...]:
+    """(mask, *rows) narrowed to the rows a loss needs.
+
+    `compact`: only the rows where `mask` holds (and a mask of ones). Else, with `cap` (a bound on
+    the mask's count known on the host, see `sampled_softmax_caps`), the first `cap` rows once the
+    masked ones are moved to the front: a shape known without asking the device. Else every row.
+    """
+    if compact:
+        return (mask[mask], *(r[mask] for r in rows))
+    if cap is None or cap >= len(mask):
+        return (mask, *rows)
+    first = torch.sort(mask.to(torch.uint8), descending=True, stable=True).indices[:cap]
+    return (mask[first], *(r[first] for r in rows))
+
+
+def sampled_softmax_caps(event_type: np.ndarray, ids: np.ndarray, real: np.ndarray,
+                         future_valid: np.ndarray | None) -> dict[str, int]:
+    """Host-side bounds on the target positions of the sampled-softmax objectives of one batch,
+    rounded up to a power of two (a handful of shapes): their queries and candidates need only
+    that many rows, and the bound comes from the host arrays the batch is built from."""
+    item = np.isin(event_type, [int(t) for t in ITEM_TYPES]) & (ids[..., 0] > 0)
+    visit = (event_type == int(EventType.PAGE_VISIT)) & (ids[..., 4] > 0)
+    counts = {"nip": int((real & item).sum()), "nup": int((real & visit).sum())}
+    if future_valid is not None:
+        counts["future_window"] = int(future_valid.sum())
+    return {name: max(64, 1 << max(n - 1, 0).bit_length()) for name, n in counts.items()}
+
+
 def _future_window_loss(
-    model: SequenceModel, after: torch.Tensor, batch: dict[str, torch.Tensor], cfg: SequenceConfig
+    model: SequenceModel, after: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, cfg: SequenceConfig
 ) -> torch.Tensor:
     """Mean over positions with a future of the mean over the drawn event's ids of a sampled softmax.
 
     Each id kind (SKU, category, URL) is its own softmax among the batch's ids of that kind
     (in-batch negatives), so a position's SKU and category never compete with each other.
-    SKUs and categories are scored through `item_out`, URLs through `url_out`.
+    SKUs and categories are scored through `item_out`, URLs through `url_out`. `after` (n, d)
+    are the states, `labels` (n, 6) the drawn events' ids and `valid` (n,) the positions with a future.
     """
-    valid = batch["future_valid"]
-    labels = batch["future_ids"][valid]  # (n, 6)
-    queries = F.normalize(model.future_query(after[valid]), dim=-1)
-    present = labels[:, 0::2] > 0  # (n, kinds)
+    queries = F.normalize(model.future_query(after), dim=-1)
+    present = (labels[:, 0::2] > 0) & valid[:, None]  # (n, kinds)
     share = 1.0 / present.sum(1).clamp(min=1)
     loss = queries.new_zeros((), dtype=torch.float32)
     for k, out in enumerate((model.item_out, model.item_out, model.url_out)):
         has = present[:, k]
-        keys = labels[has, 2 * k] * cfg.hash_rows + labels[has, 2 * k + 1]
-        candidates = torch.unique(keys)
-        vectors = model.key_vectors(candidates, out)
-        loss = loss + sampled_softmax(queries[has], keys, candidates, vectors, cfg.temperature, weights=share[has])
+        keys = labels[:, 2 * k] * cfg.hash_rows + labels[:, 2 * k + 1]
+        candidates, keep, table_keys = distinct_candidates(keys, has)
+        vectors = model.key_vectors(table_keys, out)
+        error = sampled_softmax(queries, keys, candidates, vectors, cfg.temperature, keep=keep)
+        loss = loss + torch.where(has, error * share, 0.0).sum()
     return loss / _count(valid)
-
-
-def total_loss(losses: dict[str, torch.Tensor], cfg: SequenceConfig) -> torch.Tensor:
-    """Weighted sum of the per-objective means."""
-    return sum(getattr(cfg, f"{name}_weight") * value for name, value in losses.items())
 
 
 def vocabulary_tensors(keys: np.ndarray, counts: np.ndarray, device: torch.device | str = "cpu") -> ItemVocabulary:
@@ -164,3 +220,8 @@ def _log_expected_count(candidates: torch.Tensor, vocab: ItemVocabulary, n_batch
 
 def _count(mask: torch.Tensor) -> torch.Tensor:
     return mask.sum().clamp(min=1)
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `values` where `mask` holds (0 when it holds nowhere); other values, even inf, never leak in."""
+    return torch.where(mask, values, 0.0).sum() / _count(mask)

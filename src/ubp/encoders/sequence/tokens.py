@@ -182,17 +182,19 @@ def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random
 
 
 def batch_width(length: np.ndarray, multiple: int = 1, limit: int | None = None) -> int:
-    """Padded width of a batch: its longest chunk rounded up to `multiple`, but not past `limit`.
+    """Padded width of a batch: its longest chunk, rounded so that the attention length (the
+    width plus the start position) is a multiple of `multiple`, but not past `limit`.
 
-    On a GPU, kernels that plan per shape (cuDNN attention) then see a handful of widths instead
-    of a new one nearly every step; on a CPU `multiple` = 1 wastes no compute on padding.
+    On a GPU, kernels then see a handful of aligned shapes instead of a new one nearly every
+    step; on a CPU `multiple` = 1 wastes no compute on padding.
     """
     width = max(int(length.max(initial=0)), 1)
-    rounded = -(-width // multiple) * multiple
+    rounded = -(-(width + 1) // multiple) * multiple - 1
     return rounded if limit is None else min(rounded, max(width, limit))
 
 
 def width_multiple(device: torch.device | str) -> int:
+    """What padded lengths are rounded to: 64 on a GPU (aligned attention kernels), 1 on a CPU (no waste)."""
     return 64 if torch.device(device).type == "cuda" else 1
 
 
@@ -213,10 +215,10 @@ def make_batch(
         tokens = _one_dummy_event()
 
     def take(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a[index])).to(device)
+        return to_device(a[index], device)
 
     return {
-        "length": torch.from_numpy(length).to(device),
+        "length": to_device(length, device),
         "event_type": take(tokens.event_type).long(),
         "ids": take(tokens.ids).long(),
         "price": take(tokens.price).long(),
@@ -227,6 +229,14 @@ def make_batch(
         "log_gap": take(tokens.log_gap),
         "log_age": take(tokens.log_age),
     }
+
+
+def to_device(array: np.ndarray | torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A host array on `device`; to a GPU through pinned memory without waiting (no host synchronisation)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array)) if isinstance(array, np.ndarray) else array
+    if torch.device(device).type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def _one_dummy_event() -> Tokens:

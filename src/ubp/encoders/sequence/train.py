@@ -1,42 +1,163 @@
-"""Training loop: AdamW, warm-up + cosine, clipping, bf16 on CUDA, checkpoints, exact resume, DDP.
+"""The sequence block on the one training loop: its batches, its objectives as one module, its optimiser.
 
-Everything random is a function of (seed, step, rank) or lives in a checkpoint (dropout's
-torch RNG), so a run killed after a checkpoint and restarted ends with the same weights as an
-unbroken run. Under `torchrun` each process takes every world-th batch and DDP averages the
-gradients; only rank 0 writes checkpoints and draws progress.
+Everything random is a function of (seed, step, rank) or lives in the checkpoint (dropout's
+torch RNG, every rank's), so a run killed after a checkpoint and restarted ends with the same
+weights as an unbroken run. Under `torchrun` each process takes every world-th length-bucketed
+batch and DDP averages the gradients; the heads run inside the DDP-wrapped module's forward, and
+the heads of objectives with weight 0 are frozen, so DDP never waits for a gradient that cannot come.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import sys
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
+from torch import nn
 
+from ubp import distributed
 from ubp.config import to_dict
+from ubp.device import resolve_device
 from ubp.encoders.base import Run
-from ubp.encoders.sequence.config import SequenceConfig
-from ubp.encoders.sequence.future import future_labels, future_window
+from ubp.encoders.sequence.future import FutureWindow, future_labels, future_window
 from ubp.encoders.sequence.model import SequenceModel
-from ubp.encoders.sequence.objectives import objective_losses, total_loss, vocabulary_tensors
+from ubp.encoders.sequence.config import OBJECTIVES, SequenceConfig
+from ubp.encoders.sequence.objectives import (
+    ItemVocabulary,
+    objective_losses,
+    sampled_softmax_caps,
+    vocabulary_tensors,
+)
 from ubp.encoders.sequence.tokens import (
     Tokens,
     batch_width,
     item_vocabulary,
     length_bucketed_batches,
     make_batch,
+    to_device,
     training_chunks,
     width_multiple,
 )
+from ubp.training import LoopOptions, Step, fingerprint, train_loop
+from ubp.training.loop import Callback
 
-CHECKPOINT = "sequence.ckpt"
-Callback = Callable[[int, dict[str, float]], None]
+NAME = "sequence"  # checkpoint: `sequence.ckpt` in the run's work folder
+
+
+class SequenceObjectives(nn.Module):
+    """The model and its objectives as one module: a batch in, the per-objective mean losses out.
+
+    DDP wraps this module, so every head that a loss uses runs inside the wrapped forward.
+    """
+
+    def __init__(self, model: SequenceModel, cfg: SequenceConfig, vocab: ItemVocabulary) -> None:
+        super().__init__()
+        self.model, self.cfg, self.vocab = model, cfg, vocab
+
+    def forward(self, batch: dict, step: Step) -> dict[str, torch.Tensor]:
+        hidden = self.model(batch)
+        return objective_losses(self.model, hidden, batch, batch["is_first"], self.cfg, self.vocab, batch["generator"])
+
+
+class EpochBatches(Sequence):
+    """This rank's batches of one epoch, each built (and copied to the device) when the loop asks for it."""
+
+    def __init__(self, data: "TrainingData", epoch: int) -> None:
+        self.data, self.epoch = data, epoch
+        rng = np.random.default_rng([data.seed, epoch])
+        self.chunks = length_bucketed_batches(data.end - data.start, data.cfg.batch_size, rng)[data.rank :: data.world]
+
+    def __len__(self) -> int:
+        return self.data.steps_per_epoch
+
+    def __getitem__(self, k: int) -> dict:
+        return self.data.batch(self.chunks[k], self.epoch * self.data.steps_per_epoch + k)
+
+
+class TrainingData:
+    """Tokens cut into training chunks, with what a batch needs besides them (future window, seeds, device)."""
+
+    def __init__(self, tokens: Tokens, cfg: SequenceConfig, seed: int, device: torch.device) -> None:
+        self.tokens, self.cfg, self.seed, self.device = tokens, cfg, seed, device
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.start, self.end, self.is_first = training_chunks(tokens, cfg.max_len)
+        self.steps_per_epoch = -(-len(self.start) // cfg.batch_size) // self.world  # equal on every rank
+        self.future: FutureWindow | None = (
+            future_window(tokens, cfg.future_window_days) if cfg.future_window_weight > 0 else None
+        )
+
+    def batch(self, chunk: np.ndarray, step: int) -> dict:
+        """The padded batch of chunks `chunk` at global step `step`, with the step's random generator.
+
+        The generator is a function of (seed, step, rank); on a GPU a twin of it on the device
+        draws the negatives there.
+        """
+        start, end = self.start[chunk], self.end[chunk]
+        width = batch_width(end - start, width_multiple(self.device), self.cfg.max_len)
+        batch = make_batch(self.tokens, start, end, self.device, width)
+        seed = _step_seed(self.seed, step, self.rank)
+        generator = torch.Generator().manual_seed(seed)
+        valid = None
+        if self.future is not None:
+            labels, valid = future_labels(self.future, self.tokens.ids, start, end - start, generator, width)
+            batch.update(future_ids=to_device(labels, self.device), future_valid=to_device(valid, self.device))
+        if self.device.type != "cpu":
+            generator = torch.Generator(self.device).manual_seed(seed)
+        real = np.arange(width)[None] < (end - start)[:, None]
+        index = np.where(real, start[:, None] + np.arange(width)[None], 0)
+        caps = sampled_softmax_caps(self.tokens.event_type[index], self.tokens.ids[index], real,
+                                    None if valid is None else valid.numpy())
+        return {**batch, "is_first": to_device(self.is_first[chunk], self.device), "generator": generator, "caps": caps}
+
+    def fingerprint(self) -> str:
+        t = self.tokens
+        return fingerprint(t.client_ids, t.offsets, t.event_type, t.ids, t.timestamp)
+
+
+@dataclass(frozen=True)
+class Training:
+    """Everything a run of the loop needs, built once: the benchmark drives the same pieces step by step."""
+
+    objectives: SequenceObjectives
+    data: TrainingData
+    optimizer: torch.optim.AdamW
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    options: LoopOptions
+    total_steps: int
+
+    def run(self) -> None:
+        parts = {"model": self.objectives.model, "optimizer": self.optimizer, "scheduler": self.scheduler}
+        train_loop(self.objectives, lambda epoch: EpochBatches(self.data, epoch), self.data.steps_per_epoch,
+                   self.total_steps, [self.optimizer], parts, self.options, schedulers=[self.scheduler])
+
+
+def training(model: SequenceModel, tokens: Tokens, cfg: SequenceConfig, run: Run,
+             callback: Callback | None = None) -> Training:
+    """The model on its device with its objectives, batches, optimiser, schedule and loop options."""
+    device = resolve_device(run.device)
+    model.to(device).train()
+    _freeze_unused_heads(model, cfg)
+    data = TrainingData(tokens, cfg, run.seed, device)
+    vocab = vocabulary_tensors(*item_vocabulary(tokens, cfg.hash_rows), device=device)
+    total = math.ceil(cfg.epochs * data.steps_per_epoch)
+    total = min(total, cfg.max_steps) if cfg.max_steps else total
+    optimizer = _optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, total))
+    options = LoopOptions(
+        name=NAME,
+        work_dir=run.work_dir,
+        settings={"config": to_dict(cfg), "seed": run.seed, "data": data.fingerprint()},
+        checkpoint_every=cfg.checkpoint_every,
+        device=device,
+        weights={name: getattr(cfg, f"{name}_weight") for name in OBJECTIVES},
+        grad_clip=cfg.grad_clip,
+        bf16=True,
+        show_progress=run.show_progress,
+        callback=callback,
+    )
+    return Training(SequenceObjectives(model, cfg, vocab), data, optimizer, scheduler, options, total)
 
 
 def train(
@@ -48,72 +169,41 @@ def train(
 ) -> SequenceModel:
     """Train `model` in place on `tokens`; resumes from `run.work_dir` when a checkpoint is there.
 
-    `callback(step, losses)` is called after every step (progress hooks, early stops).
+    `callback(step, losses)` is called after every step with the detached per-objective losses
+    (still on the device: reading them waits for the step to finish).
     """
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    device = torch.device(run.device)
-    model.to(device).train()
-    unused = min(cfg.nip_weight, cfg.nup_weight, cfg.netp_weight, cfg.tdp_weight) == 0  # heads left out
-    net = DistributedDataParallel(model, find_unused_parameters=unused) if world > 1 else model
-    vocab = vocabulary_tensors(*item_vocabulary(tokens, cfg.hash_rows), device=device)
-    future = future_window(tokens, cfg.future_window_days) if cfg.future_window_weight > 0 else None
-    start, end, is_first = training_chunks(tokens, cfg.max_len)
-    steps_per_epoch = -(-len(start) // cfg.batch_size) // world  # equal on every rank
-    total = math.ceil(cfg.epochs * steps_per_epoch)
-    total = min(total, cfg.max_steps) if cfg.max_steps else total
-    optimizer = _optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, total))
-    torch.manual_seed(run.seed * 1_000 + rank)
-    path = Path(run.work_dir) / CHECKPOINT if run.work_dir is not None else None
-    step = _resume(path, model, optimizer, scheduler, cfg) if path is not None and path.is_file() else 0
-    progress = _progress(total, step, run.show_progress and rank == 0)
-    epoch_batches: tuple[int, list[np.ndarray]] = (-1, [])
-    while step < total:
-        epoch, i = divmod(step, steps_per_epoch)
-        if epoch_batches[0] != epoch:
-            rng = np.random.default_rng([run.seed, epoch])
-            epoch_batches = (epoch, length_bucketed_batches(end - start, cfg.batch_size, rng)[rank::world])
-        chunk = epoch_batches[1][i]
-        width = batch_width(end[chunk] - start[chunk], width_multiple(device), cfg.max_len)
-        batch = make_batch(tokens, start[chunk], end[chunk], device, width)
-        generator = torch.Generator().manual_seed(_step_seed(run.seed, step, rank))
-        if future is not None:
-            labels, valid = future_labels(future, tokens.ids, start[chunk], end[chunk] - start[chunk], generator, width)
-            batch.update(future_ids=labels.to(device), future_valid=valid.to(device))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            first = torch.from_numpy(is_first[chunk]).to(device)
-            losses = objective_losses(model, net(batch), batch, first, cfg, vocab, generator)
-        loss = total_loss(losses, cfg)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        values = {k: float(v.detach()) for k, v in losses.items()}
-        if path is not None and rank == 0 and (step % cfg.checkpoint_every == 0 or step == total):
-            _save(path, model, optimizer, scheduler, step, cfg)
-        if progress is not None:
-            progress.update(1)
-            progress.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
-        if callback is not None:
-            callback(step, values)
-    if progress is not None:
-        progress.close()
+    setup = training(model, tokens, cfg, run, callback)
+    torch.manual_seed(run.seed * 1_000 + distributed.rank())  # dropout: each rank its own stream
+    setup.run()
     return model.eval()
 
 
+def _freeze_unused_heads(model: SequenceModel, cfg: SequenceConfig) -> None:
+    """Heads no objective with weight > 0 uses get no gradient: frozen, DDP waits for none from them."""
+    used = {
+        model.next_type: cfg.netp_weight > 0,
+        model.next_gap: cfg.tdp_weight > 0,
+        model.item_query: cfg.nip_weight > 0,
+        model.url_query: cfg.nup_weight > 0,
+        model.item_out: cfg.nip_weight > 0 or cfg.future_window_weight > 0,
+        model.url_out: cfg.nup_weight > 0 or cfg.future_window_weight > 0,
+    }
+    for head, on in used.items():
+        head.requires_grad_(on)
+
+
 def _step_seed(seed: int, step: int, rank: int) -> int:
-    """Seed of a step's negative sampling: a function of (seed, step, rank), so resuming needs no state."""
+    """Seed of a step's random draws (negatives, future labels): a function of (seed, step, rank), so resuming needs no state."""
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
 
 
 def _optimizer(model: SequenceModel, cfg: SequenceConfig) -> torch.optim.AdamW:
-    """Weight decay on matrices and tables only (not on biases, norms or the start vector)."""
+    """Weight decay on matrices and tables only (not on biases, norms or the start vector); fused on a GPU."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
+    fused = next(model.parameters()).device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), fused=fused or None)
 
 
 def _schedule(cfg: SequenceConfig, total: int) -> Callable[[int], float]:
@@ -130,44 +220,3 @@ def _schedule(cfg: SequenceConfig, total: int) -> Callable[[int], float]:
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
-
-
-def _save(path: Path, model, optimizer, scheduler, step: int, cfg: SequenceConfig) -> None:
-    """Write the checkpoint under a temporary name, then rename: a kill never leaves half a file."""
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "step": step,
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-        "config": to_dict(cfg),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _resume(path: Path, model, optimizer, scheduler, cfg: SequenceConfig) -> int:
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state["config"] != to_dict(cfg):
-        raise ValueError(f"{path}: checkpoint of a different sequence config; remove it or use another work_dir")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    if state["rng"]["cuda"]:
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    return int(state["step"])
-
-
-def _progress(total: int, step: int, wanted: bool):
-    """A tqdm bar with per-objective losses, only on a terminal (never floods a log file)."""
-    if not (wanted and sys.stderr.isatty()):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=step, desc="sequence", unit="step", dynamic_ncols=True)
