@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ def test_random_rows_depend_only_on_seed_and_id(window, tmp_path):
 
 
 def test_oracle_reads_the_world_state(window, tmp_path):
-    root = window.root.parent
+    root = Path(window.root).parent
     with pytest.raises(FileNotFoundError, match="oracle"):
         create("oracle").fit(window, Run())
     (root / "oracle").mkdir()

@@ -121,16 +121,15 @@ def blocks() -> None:
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), required=True)
+@click.option("--data-dir", required=True, help="A data folder or an object-store URI (s3://bucket/world).")
 @click.option("--blocks", "block_names", required=True, help="Comma-separated block names, e.g. features,counts.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Entry folder to write.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Fitted-block cache (default: OUT/blocks).")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="Where the per-shard feature maps run: here, or on Ray Data (the cluster at RAY_ADDRESS).")
+@_engine_options
 @_fail_cleanly
-def embed(data_dir: Path, block_names: str, out: Path, seed: int, device: str, cache: Path | None, engine: str) -> None:
+def embed(data_dir: str, block_names: str, out: Path, seed: int, device: str, cache: Path | None, engine) -> None:
     """Fit blocks on the input window and write an entry for the relevant clients."""
     from ubp import engines
     from ubp.data.window import InputWindow
@@ -147,12 +146,38 @@ def embed(data_dir: Path, block_names: str, out: Path, seed: int, device: str, c
     click.echo(f"{out}: {profile['n_clients']} clients x {profile['width']} columns ({block_names})")
 
 
+ENGINE_OPTIONS = [
+    click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                 help="Where the per-shard maps run: here, or on Ray (the cluster at RAY_ADDRESS)."),
+    click.option("--ray-runtime-env", default=None,
+                 help="Ray runtime_env as JSON (default: $UBP_RAY_RUNTIME_ENV)."),
+    click.option("--scratch", default=None,
+                 help="Where Ray tasks write per-shard tables; a path or URI every node reaches "
+                      "(default: $UBP_SCRATCH, else .ubp-scratch beside the data)."),
+]
+
+
+def _engine_options(fn):
+    """--engine, --ray-runtime-env and --scratch, turned into one `engines.Engine` argument `engine`."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, engine, ray_runtime_env, scratch, **kwargs):
+        from ubp import engines
+
+        return fn(*args, engine=engines.from_env(engine, ray_runtime_env, scratch), **kwargs)
+
+    for option in reversed(ENGINE_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 def _run_options(fn):
     """Options shared by `run` and `ablate`, turned into one RunOptions + recipe."""
     import functools
 
     options = [
-        click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+        click.option("--data-dir", default=None,
                      help="Raw challenge directory. Default: generate a synthetic world under OUT/world."),
         click.option("--config", type=click.Path(path_type=Path), default=None,
                      help="Profile recipe (TOML). Default: the shipped one."),
@@ -164,11 +189,10 @@ def _run_options(fn):
         click.option("--orders", type=int, default=5, show_default=True,
                      help="Score K times: behaviour-free row order k, network seed 1278+k."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                     help="Where the per-shard feature maps run: here, or on Ray Data (the cluster at RAY_ADDRESS)."),
     ]
 
     @functools.wraps(fn)
+    @_engine_options
     def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device, engine):
         import logging
 

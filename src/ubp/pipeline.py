@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 
+from ubp import store
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
 from ubp.layout import TASKS
@@ -30,7 +31,7 @@ REFERENCES = ("random", "baseline", "counts", "oracle")
 @dataclass(frozen=True)
 class RunOptions:
     out: Path
-    data_dir: Path | None = None  # None: generate a synthetic world of `scale` under out/world
+    data_dir: Path | str | None = None  # None: generate a synthetic world of `scale` under out/world
     scale: str = "small"
     world_seed: int = 1
     mode: str = "quick"
@@ -43,8 +44,8 @@ class RunOptions:
 
 def ensure_world(opts: RunOptions) -> Path:
     """The data directory: the user's, or a synthetic world generated once."""
-    if opts.data_dir is not None:
-        return Path(opts.data_dir)
+    if opts.data_dir is not None:  # a URI is refused here: split and evaluation write beside the data
+        return store.local_path(store.resolve(opts.data_dir))
     world = Path(opts.out) / "world"
     if not (world / "world.json").is_file():
         from ubp.synth.world import generate

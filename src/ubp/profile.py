@@ -22,6 +22,7 @@ from ubp.data.window import InputWindow
 from ubp.encoders import create
 from ubp.encoders.base import Run
 from ubp.chunks import column_sum, spans
+from ubp import store
 from ubp.entry import atomic_save_npy, write_entry
 from ubp.recipe import BlockSpec, Recipe
 
@@ -32,8 +33,8 @@ PCA_FIT_ROWS = 200_000  # rows a block's PCA is fitted on (a 1,127-column block:
 
 def window_fingerprint(window: InputWindow) -> str:
     """Identifies the window's content: its manifest and the data folder it came from."""
-    manifest = (window.root / "window.json").read_bytes()
-    return hashlib.sha1(manifest + str(window.root.resolve()).encode()).hexdigest()[:12]
+    manifest = store.read_bytes(store.join(window.root, "window.json"))
+    return hashlib.sha1(manifest + window.root.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def build_profile(
     """Fit every block, blend, and write the entry with its `profile.json` manifest."""
     ids = window.relevant_clients if client_ids is None else np.asarray(client_ids, dtype=np.int64)
     if len(ids) == 0:
-        raise ValueError(f"{window.root / 'relevant_clients.npy'}: no clients to embed")
+        raise ValueError(f"{store.join(window.root, 'relevant_clients.npy')}: no clients to embed")
     blocks = [fit_block(spec, window, ids, blocks_dir, run) for spec in recipe.blocks]
     fit_seconds = {b.spec.name: b.seconds for b in blocks}
     cached = [b.spec.name for b in blocks if b.cached]

@@ -3,7 +3,9 @@
 An `InputWindow` reads `DIR/input/stream/` (one time-ordered, typed event stream per user,
 sharded by a hash of `client_id`) and `DIR/input/products.parquet`. Every read filters
 `timestamp < cutoff`, so an encoder cannot see an event at or after the train-target start
-even if such rows were written there by mistake.
+even if such rows were written there by mistake. DIR may be a local folder or an object-store
+URI (`ubp.store`); a `Shard` names one shard's file and the cutoff, all a task on another
+machine needs to read it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ubp import store
 from ubp.hashing import stable_hash
 from ubp.layout import EVENT_TYPES, PRODUCTS_SCHEMA, STREAM_SCHEMA, EventType
 
@@ -27,27 +30,38 @@ EVENTS_PER_SHARD = 4_000_000
 
 
 @dataclass(frozen=True)
+class Shard:
+    """One shard of a window: its file (absolute path or URI) and the cutoff every read applies."""
+
+    path: str
+    cutoff: datetime
+
+    def scan(self) -> pl.LazyFrame:
+        return store.scan_parquet(self.path).filter(pl.col("timestamp") < self.cutoff)
+
+
+@dataclass(frozen=True)
 class InputWindow:
     """Typed input-window events of one data directory (read-only)."""
 
-    root: Path  # DIR/input
+    root: str  # DIR/input: an absolute local path or a URI (`ubp.store`)
     cutoff: datetime  # train-target start; nothing at or after it is ever returned
-    shards: tuple[Path, ...]
+    shards: tuple[str, ...]
     event_counts: dict[str, int]
     relevant_clients: np.ndarray
 
     @classmethod
     def open(cls, data_dir: Path | str) -> "InputWindow":
-        root = Path(data_dir) / "input"
-        manifest_path = root / MANIFEST
-        if not manifest_path.is_file():
+        root = store.join(store.resolve(data_dir), "input")
+        manifest_path = store.join(root, MANIFEST)
+        if not store.is_file(manifest_path):
             raise FileNotFoundError(
                 f"{manifest_path}: no input window here; run `ubp split --data-dir {data_dir}` first"
             )
-        manifest = json.loads(manifest_path.read_text())
-        shards = tuple(root / STREAM_DIR / s for s in manifest["shards"])
-        relevant_path = root / "relevant_clients.npy"
-        relevant = np.load(relevant_path).astype(np.int64) if relevant_path.is_file() else np.empty(0, np.int64)
+        manifest = json.loads(store.read_text(manifest_path))
+        shards = tuple(store.join(root, STREAM_DIR, s) for s in manifest["shards"])
+        relevant_path = store.join(root, "relevant_clients.npy")
+        relevant = store.load_npy(relevant_path).astype(np.int64) if store.is_file(relevant_path) else np.empty(0, np.int64)
         return cls(
             root=root,
             cutoff=datetime.fromisoformat(manifest["cutoff"]),
@@ -65,12 +79,19 @@ class InputWindow:
     def n_events(self) -> int:
         return sum(self.event_counts.values())
 
+    @property
+    def data_dir(self) -> str:
+        return store.parent(self.root)
+
+    def shard(self, k: int) -> Shard:
+        return Shard(self.shards[k], self.cutoff)
+
     def stream(self, shard: int | None = None) -> pl.LazyFrame:
         """All events (or one shard's), sorted by client then time within each shard."""
         paths = self.shards if shard is None else (self.shards[shard],)
         if not paths:
             return pl.LazyFrame(schema=STREAM_SCHEMA)
-        return pl.scan_parquet(list(paths)).filter(pl.col("timestamp") < self.cutoff)
+        return store.scan_parquet(list(paths)).filter(pl.col("timestamp") < self.cutoff)
 
     def events(self, kind: str, shard: int | None = None) -> pl.LazyFrame:
         """Events of one type, e.g. `events("product_buy")`."""
@@ -78,7 +99,7 @@ class InputWindow:
         return self.stream(shard).filter(pl.col("event_type") == code)
 
     def products(self) -> pl.DataFrame:
-        return pl.read_parquet(self.root / PRODUCTS)
+        return store.read_parquet(store.join(self.root, PRODUCTS))
 
 
 def shard_of(client_id: pl.Expr | pl.Series, n_shards: int) -> pl.Expr:

@@ -14,14 +14,16 @@ import shutil
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 import polars as pl
 
 from ubp.chunks import spans
-from ubp.data.window import InputWindow, shard_of
+from ubp.data.window import InputWindow, Shard, shard_of
 from ubp.engines import map_shards
+from ubp.layout import STREAM_SCHEMA
 
 SECONDS_PER_DAY = 86_400.0
 # Largest fit-client raw matrix kept for transform: with the output matrix beside it, a full-scale
@@ -42,7 +44,7 @@ class ShardTask(NamedTuple):
     """One shard's share of a per-user table: which rows of the caller's clients it fills."""
 
     rows: np.ndarray  # positions in the caller's `client_ids`
-    shard: int | None  # None = the whole (unsharded) stream
+    shard: Shard | None  # None = no shard (an empty window)
     ids: pl.Series  # the distinct client ids of those rows
 
 
@@ -60,13 +62,26 @@ def shard_tasks(window: InputWindow, client_ids: np.ndarray) -> list[ShardTask]:
     for k in range(n):
         rows = np.flatnonzero(shard == k)
         if len(rows):
-            tasks.append(ShardTask(rows, k, pl.Series(np.unique(client_ids[rows]), dtype=pl.Int64)))
+            tasks.append(ShardTask(rows, window.shard(k), pl.Series(np.unique(client_ids[rows]), dtype=pl.Int64)))
     return tasks
 
 
-def shard_events(window: InputWindow, task: ShardTask) -> pl.LazyFrame:
+class TableJob(NamedTuple):
+    """What a worker gets for one shard: its location and the clients wanted, nothing else."""
+
+    shard: Shard | None
+    ids: pl.Series
+
+
+def shard_events(job: TableJob | ShardTask) -> pl.LazyFrame:
     """The lazy events of one task's clients in its shard."""
-    return window.stream(task.shard).filter(pl.col("client_id").is_in(task.ids.implode()))
+    events = job.shard.scan() if job.shard is not None else pl.LazyFrame(schema=STREAM_SCHEMA)
+    return events.filter(pl.col("client_id").is_in(job.ids.implode()))
+
+
+def table_of(shard_table: Callable[[pl.LazyFrame], pl.DataFrame], job: TableJob) -> pl.DataFrame:
+    """One shard's per-user table (runs on the engine's worker)."""
+    return shard_table(shard_events(job))
 
 
 def iter_raw(
@@ -79,11 +94,13 @@ def iter_raw(
     """(rows, raw matrix) per shard: `shard_table`'s columns for those clients, in their order.
 
     A client without events gets 0 in every column and NaN (missing) in the `nullable` ones.
-    The per-shard tables are computed on the current engine (`ubp.engines`)."""
+    The per-shard tables are computed on the current engine (`ubp.engines`); `shard_table` is
+    what travels to its workers, so it holds the block's query options, never its caches."""
     client_ids = np.asarray(client_ids, dtype=np.int64)
     fill = np.array([np.nan if c in nullable else 0.0 for c in columns], dtype=np.float32)
     tasks = shard_tasks(window, client_ids)
-    tables = map_shards(lambda task: shard_table(shard_events(window, task)), tasks)
+    jobs = [TableJob(t.shard, t.ids) for t in tasks]
+    tables = map_shards(partial(table_of, shard_table), jobs, near=window.root)
     for task, table in zip(tasks, tables):
         block = np.broadcast_to(fill, (len(task.rows), len(columns))).copy()
         place_rows(table, columns, client_ids[task.rows], block)

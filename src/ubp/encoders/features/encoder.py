@@ -10,6 +10,7 @@ and standardizes with clipped z-scores.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -54,6 +55,87 @@ HEAVY_TAILED = (
 )
 
 
+@dataclass(frozen=True, eq=False)
+class FeaturesTable:
+    """One shard's raw feature table: the query and the fitted values it needs, nothing more
+    (this is what a worker receives)."""
+
+    cutoff: datetime
+    windows: tuple[int, ...]
+    n_clusters: int
+    n_price_groups: int
+    half_lives: tuple[float, ...]
+    pop_skus: np.ndarray
+    pop_log: np.ndarray
+    categories: np.ndarray
+    skus: np.ndarray
+    clusters: pl.DataFrame  # sku → name cluster
+
+    def _prepare(self, lf: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+        """(every event, the item events) of one shard, each read once and shared by every part.
+
+        Every event gets its age in days, the gap to (and age of) the user's previous event and
+        calendar fields; item events (a small share) also their SKU's name cluster and popularity."""
+        same_user = pl.col("client_id") == pl.col("client_id").shift(1)  # the shard is sorted by client, time
+        gap_s = pl.when(same_user).then(pl.col("timestamp").diff().dt.total_seconds())
+        events = lf.with_columns(age=age_days(self.cutoff), gap_s=gap_s).with_columns(
+            gap_h=pl.col("gap_s") / 3600.0,
+            prev_age=pl.when(same_user).then(pl.col("age").shift(1)),
+            day=pl.col("timestamp").dt.date(),
+            hour=pl.col("timestamp").dt.hour(),
+            wday=pl.col("timestamp").dt.weekday(),
+        ).collect()
+        items = events.lazy().filter(IS_ITEM).with_columns(
+            cluster=pl.col("sku").replace_strict(self.clusters["sku"], self.clusters["cluster"], default=None, return_dtype=pl.Int64),
+            logpop=pl.col("sku").replace_strict(
+                pl.Series(self.pop_skus, dtype=pl.Int64), pl.Series(self.pop_log), default=0.0, return_dtype=pl.Float64
+            ),
+        )
+        return events.lazy(), items.collect().lazy()
+
+    def __call__(self, lf: pl.LazyFrame) -> pl.DataFrame:
+        return self.table(lf)[0]
+
+    def table(self, lf: pl.LazyFrame) -> tuple[pl.DataFrame, list[str]]:
+        """One shard's raw table (client_id + every column) and the names of its nullable columns."""
+        lf, items = self._prepare(lf)
+        win_qs, _, nullable = window_tables(lf, (*self.windows, None))
+        events, null_ev = event_table(lf)
+        item_events, null_it = item_event_table(items)
+        queries, null_q = query_table(lf)
+        item_qs, null_items = item_tables(items)
+        sessions, null_sess = session_table(with_sessions(lf))
+        nullable = nullable + null_ev + null_it + null_q + null_items + null_sess
+        n_cl = self.n_clusters
+        cl_long = cluster_long(items, n_cl, self.n_price_groups, self.half_lives)
+        pr_long = profile_long(items, self.categories, self.skus)
+        base, *parts = pl.collect_all(
+            [lf.select("client_id").unique(), *win_qs, events, item_events, queries, *item_qs, sessions, cl_long, pr_long]
+        )
+        *tables, cl, pr = parts
+        cl_wide = long_to_wide(cl, cluster_names(n_cl, self.n_price_groups, self.half_lives))
+        shares = self._shares(cl_wide, n_cl)
+        cl_wide = cl_wide.with_columns(pl.exclude("client_id").log1p())
+        pr_wide = long_to_wide(pr, profile_names(self.categories, self.skus)).with_columns(pl.exclude("client_id").log1p())
+        table = base.sort("client_id")
+        for part in (*tables, cl_wide, shares, pr_wide):
+            table = table.join(part, on="client_id", how="left")
+        # a user absent from a part had no event of its kind: counts are 0, statistics stay missing
+        return table.with_columns(pl.exclude("client_id", *nullable).fill_null(0.0)), nullable
+
+    def _shares(self, cl_wide: pl.DataFrame, n_cl: int) -> pl.DataFrame:
+        """Share of interest over name clusters, per item event type, at the longest half-life."""
+        h = max(self.half_lives)
+        out = {"client_id": cl_wide["client_id"]}
+        for t in ITEM_EVENTS:
+            cols = [f"{SHORT[t]}_namecl{i}_hl{h:g}d" for i in range(n_cl)]
+            values, names = share_of_interest(cl_wide.select(cols).to_numpy(), max(n_cl, 1)) if n_cl else (
+                np.zeros((len(cl_wide), 3), np.float32), ["top_share", "entropy", "touched"])
+            for j, name in enumerate(names):
+                out[f"{SHORT[t]}_cluster_{name}"] = values[:, j]
+        return pl.DataFrame(out)
+
+
 class FeaturesEncoder:
     """About 1,200 standardized handcrafted features per user."""
 
@@ -77,76 +159,20 @@ class FeaturesEncoder:
         self.clip = clip
         self.cache_: RawCache | None = None  # raw rows of the fit clients, for transform of the same window
 
-    # ----- one shard -----------------------------------------------------------------------
-    def _prepare(self, lf: pl.LazyFrame, cutoff: datetime, clusters: pl.DataFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-        """(every event, the item events) of one shard, each read once and shared by every part.
-
-        Every event gets its age in days, the gap to (and age of) the user's previous event and
-        calendar fields; item events (a small share) also their SKU's name cluster and popularity."""
-        same_user = pl.col("client_id") == pl.col("client_id").shift(1)  # the shard is sorted by client, time
-        gap_s = pl.when(same_user).then(pl.col("timestamp").diff().dt.total_seconds())
-        events = lf.with_columns(age=age_days(cutoff), gap_s=gap_s).with_columns(
-            gap_h=pl.col("gap_s") / 3600.0,
-            prev_age=pl.when(same_user).then(pl.col("age").shift(1)),
-            day=pl.col("timestamp").dt.date(),
-            hour=pl.col("timestamp").dt.hour(),
-            wday=pl.col("timestamp").dt.weekday(),
-        ).collect()
-        items = events.lazy().filter(IS_ITEM).with_columns(
-            cluster=pl.col("sku").replace_strict(clusters["sku"], clusters["cluster"], default=None, return_dtype=pl.Int64),
-            logpop=pl.col("sku").replace_strict(
-                pl.Series(self.pop_skus_, dtype=pl.Int64), pl.Series(self.pop_log_), default=0.0, return_dtype=pl.Float64
-            ),
+    def _table(self, window: InputWindow | None) -> "FeaturesTable":
+        """The per-shard query with what it needs of the fit (no cache); `None`: an empty layout probe."""
+        if window is None:
+            clusters, cutoff = pl.DataFrame(schema={"sku": pl.Int64, "cluster": pl.Int64}), datetime(2000, 1, 1)
+        else:
+            clusters, cutoff = assign_clusters(window.products(), self.centres_), window.cutoff
+        return FeaturesTable(
+            cutoff, self.windows, len(self.centres_), self.n_price_groups, self.half_lives,
+            self.pop_skus_, self.pop_log_, self.categories_, self.skus_, clusters,
         )
-        return events.lazy(), items.collect().lazy()
-
-    def _shard_table(self, lf: pl.LazyFrame, cutoff: datetime, clusters: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
-        """One shard's raw table (client_id + every column) and the names of its nullable columns."""
-        lf, items = self._prepare(lf, cutoff, clusters)
-        win_qs, _, nullable = window_tables(lf, (*self.windows, None))
-        events, null_ev = event_table(lf)
-        item_events, null_it = item_event_table(items)
-        queries, null_q = query_table(lf)
-        item_qs, null_items = item_tables(items)
-        sessions, null_sess = session_table(with_sessions(lf))
-        nullable = nullable + null_ev + null_it + null_q + null_items + null_sess
-        n_cl = len(self.centres_)
-        cl_long = cluster_long(items, n_cl, self.n_price_groups, self.half_lives)
-        pr_long = profile_long(items, self.categories_, self.skus_)
-        base, *parts = pl.collect_all(
-            [lf.select("client_id").unique(), *win_qs, events, item_events, queries, *item_qs, sessions, cl_long, pr_long]
-        )
-        *tables, cl, pr = parts
-        cl_wide = long_to_wide(cl, cluster_names(n_cl, self.n_price_groups, self.half_lives))
-        shares = self._shares(cl_wide, n_cl)
-        cl_wide = cl_wide.with_columns(pl.exclude("client_id").log1p())
-        pr_wide = long_to_wide(pr, profile_names(self.categories_, self.skus_)).with_columns(pl.exclude("client_id").log1p())
-        table = base.sort("client_id")
-        for part in (*tables, cl_wide, shares, pr_wide):
-            table = table.join(part, on="client_id", how="left")
-        # a user absent from a part had no event of its kind: counts are 0, statistics stay missing
-        return table.with_columns(pl.exclude("client_id", *nullable).fill_null(0.0)), nullable
-
-    def _shares(self, cl_wide: pl.DataFrame, n_cl: int) -> pl.DataFrame:
-        """Share of interest over name clusters, per item event type, at the longest half-life."""
-        h = max(self.half_lives)
-        out = {"client_id": cl_wide["client_id"]}
-        for t in ITEM_EVENTS:
-            cols = [f"{SHORT[t]}_namecl{i}_hl{h:g}d" for i in range(n_cl)]
-            values, names = share_of_interest(cl_wide.select(cols).to_numpy(), max(n_cl, 1)) if n_cl else (
-                np.zeros((len(cl_wide), 3), np.float32), ["top_share", "entropy", "touched"])
-            for j, name in enumerate(names):
-                out[f"{SHORT[t]}_cluster_{name}"] = values[:, j]
-        return pl.DataFrame(out)
-
-    def _table_fn(self, window: InputWindow):
-        clusters = assign_clusters(window.products(), self.centres_)
-        return lambda lf: self._shard_table(lf, window.cutoff, clusters)[0]
 
     def _layout(self) -> tuple[list[str], list[str]]:
         """(all raw column names in order, nullable ones), read off a query on an empty stream."""
-        clusters = pl.DataFrame(schema={"sku": pl.Int64, "cluster": pl.Int64})
-        table, nullable = self._shard_table(pl.LazyFrame(schema=STREAM_SCHEMA), datetime(2000, 1, 1), clusters)
+        table, nullable = self._table(None).table(pl.LazyFrame(schema=STREAM_SCHEMA))
         return table.columns[1:], nullable
 
     # ----- the encoder protocol ------------------------------------------------------------
@@ -159,7 +185,7 @@ class FeaturesEncoder:
         self.categories_, self.skus_ = most_bought(window, self.top_n)
         self.columns_, self.nullable_ = self._layout()
         self.mean_, self.std_, self.cache_ = fit_raw(
-            window, self._table_fn(window), self.columns_, frozenset(self.nullable_), self._squash
+            window, self._table(window), self.columns_, frozenset(self.nullable_), self._squash
         )
         return self
 
@@ -172,7 +198,7 @@ class FeaturesEncoder:
 
     def raw(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
         """Unstandardized (len(client_ids), len(columns_)) float32; NaN marks a missing value."""
-        table_fn = self._table_fn(window)
+        table_fn = self._table(window)
         return cached_raw(self.cache_, window, client_ids, table_fn, self.columns_, frozenset(self.nullable_))
 
     def raw_table(self, window: InputWindow, client_ids: np.ndarray) -> pl.DataFrame:
@@ -192,7 +218,7 @@ class FeaturesEncoder:
         """Squash and standardize the raw matrix in place, a block of rows at a time: the
         column-subset temporaries stay one block big instead of a fraction of the whole matrix."""
         nullable = frozenset(self.nullable_)
-        x = cached_raw(self.cache_, window, client_ids, self._table_fn(window), self.columns_, nullable, take=True)
+        x = cached_raw(self.cache_, window, client_ids, self._table(window), self.columns_, nullable, take=True)
         for rows in spans(len(x)):
             standardize(self._squash(x[rows]), self.mean_, self.std_, self.clip, inplace=True)
         return x
