@@ -37,6 +37,32 @@ def main() -> None:
     """Universal Behavioral Profiles: event logs in, one vector per user out."""
 
 
+ENGINE_OPTIONS = [
+    click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                 help="Where the per-shard maps run: here, or on Ray (the cluster at RAY_ADDRESS)."),
+    click.option("--ray-runtime-env", default=None,
+                 help="Ray runtime_env as JSON (default: $UBP_RAY_RUNTIME_ENV)."),
+    click.option("--scratch", default=None,
+                 help="Where Ray tasks write per-shard tables; a path or URI every node reaches "
+                      "(default: $UBP_SCRATCH, else .ubp-scratch beside the data)."),
+]
+
+
+def _engine_options(fn):
+    """--engine, --ray-runtime-env and --scratch, turned into one `engines.Engine` argument `engine`."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, engine, ray_runtime_env, scratch, **kwargs):
+        from ubp import engines
+
+        return fn(*args, engine=engines.from_env(engine, ray_runtime_env, scratch), **kwargs)
+
+    for option in reversed(ENGINE_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="World directory to write.")
 @click.option("--clients", type=int, default=None, help="Number of users (overrides --scale).")
@@ -144,32 +170,6 @@ def embed(data_dir: str, block_names: str, out: Path, seed: int, device: str, ca
     with engines.use(engine):
         profile = build_profile(window, recipe, out, cache or out / "blocks", run)
     click.echo(f"{out}: {profile['n_clients']} clients x {profile['width']} columns ({block_names})")
-
-
-ENGINE_OPTIONS = [
-    click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                 help="Where the per-shard maps run: here, or on Ray (the cluster at RAY_ADDRESS)."),
-    click.option("--ray-runtime-env", default=None,
-                 help="Ray runtime_env as JSON (default: $UBP_RAY_RUNTIME_ENV)."),
-    click.option("--scratch", default=None,
-                 help="Where Ray tasks write per-shard tables; a path or URI every node reaches "
-                      "(default: $UBP_SCRATCH, else .ubp-scratch beside the data)."),
-]
-
-
-def _engine_options(fn):
-    """--engine, --ray-runtime-env and --scratch, turned into one `engines.Engine` argument `engine`."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, engine, ray_runtime_env, scratch, **kwargs):
-        from ubp import engines
-
-        return fn(*args, engine=engines.from_env(engine, ray_runtime_env, scratch), **kwargs)
-
-    for option in reversed(ENGINE_OPTIONS):
-        wrapper = option(wrapper)
-    return wrapper
 
 
 def _run_options(fn):
