@@ -87,7 +87,7 @@ def test_shard_function_carries_no_cache(sharded_window, name):
     assert b"RawCache" not in payload and type(block).__name__.encode() not in payload
 
 
-@pytest.mark.parametrize("name", ["counts", "features"])
+@pytest.mark.parametrize("name", ["counts", "features", "emde"])
 def test_ray_engine_matches_local(sharded_window, name, tmp_path):
     assert len(sharded_window.shards) == 4
     ids = np.concatenate([sharded_window.relevant_clients, [-5]])  # and a client with no events

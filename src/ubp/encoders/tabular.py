@@ -70,13 +70,20 @@ class TableJob(NamedTuple):
     """What a worker gets for one shard: its location and the clients wanted, nothing else."""
 
     shard: Shard | None
-    ids: pl.Series
+    ids: pl.Series | None  # None: every client of the shard
+
+
+def shard_jobs(window: InputWindow, client_ids: np.ndarray | None = None) -> list[TableJob]:
+    """One job per shard: every client of each shard, or the shards' shares of `client_ids`."""
+    if client_ids is not None:
+        return [TableJob(t.shard, t.ids) for t in shard_tasks(window, client_ids)]
+    return [TableJob(window.shard(k), None) for k in range(len(window.shards))]
 
 
 def shard_events(job: TableJob | ShardTask) -> pl.LazyFrame:
     """The lazy events of one task's clients in its shard."""
     events = job.shard.scan() if job.shard is not None else pl.LazyFrame(schema=STREAM_SCHEMA)
-    return events.filter(pl.col("client_id").is_in(job.ids.implode()))
+    return events if job.ids is None else events.filter(pl.col("client_id").is_in(job.ids.implode()))
 
 
 def table_of(shard_table: Callable[[pl.LazyFrame], pl.DataFrame], job: TableJob) -> pl.DataFrame:
