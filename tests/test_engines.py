@@ -95,3 +95,13 @@ def test_ray_engine_matches_local(sharded_window, name, tmp_path):
     with engines.use(engines.Engine("ray", scratch=str(tmp_path))):
         remote = create(name).fit(sharded_window, Run(show_progress=False)).transform(sharded_window, ids)
     np.testing.assert_array_equal(local, remote)
+
+
+def test_ray_tokenization_matches_local(sharded_window, tmp_path):
+    from ubp.encoders.sequence.tokens import tokenize
+
+    local = tokenize(sharded_window, 1024, 100)
+    with engines.use(engines.Engine("ray", scratch=str(tmp_path))):
+        remote = tokenize(sharded_window, 1024, 100, folder=tmp_path / "tokens")
+    for name in ("client_ids", "offsets", "event_type", "timestamp", "row", "row_ids", "row_price", "row_text"):
+        np.testing.assert_array_equal(getattr(local, name), getattr(remote, name), err_msg=name)

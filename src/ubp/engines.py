@@ -33,6 +33,7 @@ ENGINES = ("local", "ray")
 SCRATCH = ".ubp-scratch"
 MAX_FUNCTION_BYTES = 64 * 2**20  # a task function is code plus small options; a fitted block's state is not
 T = TypeVar("T")
+R = TypeVar("R", pl.DataFrame, tuple[pl.DataFrame, ...])
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,9 @@ def use(engine: str | Engine) -> Iterator[Engine]:
         _current = previous
 
 
-def map_shards(fn: Callable[[T], pl.DataFrame], tasks: Sequence[T], near: str | None = None) -> Iterator[pl.DataFrame]:
-    """fn(task) for every task, in task order, on the current engine (a table without rows may
-    come back without its columns). `fn` must be a module-level function or a small picklable
+def map_shards(fn: Callable[[T], R], tasks: Sequence[T], near: str | None = None) -> Iterator[R]:
+    """fn(task) for every task, in task order, on the current engine; fn returns a table or a tuple
+    of tables (a table without rows may come back without its columns). `fn` must be a module-level function or a small picklable
     object: it travels to every worker. `near` is the data's location: scratch files go beside it
     unless a scratch location is set."""
     if _current.name == "local":
@@ -118,7 +119,7 @@ def task_env(engine: Engine) -> dict:
     return {"env_vars": {"POLARS_MAX_THREADS": str(max(1, int(engine.num_cpus)))}}
 
 
-def _ray_map(fn: Callable[[T], pl.DataFrame], tasks: Sequence[T], out_dir: str) -> Iterator[pl.DataFrame]:
+def _ray_map(fn: Callable[[T], R], tasks: Sequence[T], out_dir: str) -> Iterator[R]:
     """Ray Data keeps the tasks' order (`preserve_order`); each task's table goes through the store."""
     import cloudpickle
 
@@ -144,8 +145,8 @@ def _ray_map(fn: Callable[[T], pl.DataFrame], tasks: Sequence[T], out_dir: str) 
     try:
         rows = ds.map_batches(apply, batch_size=1, batch_format="numpy", **remote).iter_rows()
         for row in rows:
-            path = row["path"]
-            yield store.read_parquet(path) if path else pl.DataFrame()
+            tables = tuple(store.read_parquet(p) if p else pl.DataFrame() for p in row["paths"].split("\n"))
+            yield tables if row["several"] else tables[0]
     finally:
         store.delete_dir(out_dir)
 
@@ -168,10 +169,12 @@ class _ApplyTask:
         if self.fn is None:
             self.fn = pickle.loads(ray.get(self.fn_ref))
         i = int(batch["task"][0])
-        table = self.fn(pickle.loads(batch["payload"][0]))
-        path = ""
-        if table.width:
-            path = store.join(self.out_dir, f"task-{i:06d}.parquet")
-            store.write_parquet(table, path)
-        return {"task": [i], "path": [path]}
+        result = self.fn(pickle.loads(batch["payload"][0]))
+        tables = result if isinstance(result, tuple) else (result,)
+        paths = []
+        for j, table in enumerate(tables):
+            paths.append(store.join(self.out_dir, f"task-{i:06d}-{j}.parquet") if table.width else "")
+            if table.width:
+                store.write_parquet(table, paths[-1])
+        return {"task": [i], "paths": ["\n".join(paths)], "several": [isinstance(result, tuple)]}
 
