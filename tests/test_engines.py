@@ -105,3 +105,14 @@ def test_ray_tokenization_matches_local(sharded_window, tmp_path):
         remote = tokenize(sharded_window, 1024, 100, folder=tmp_path / "tokens")
     for name in ("client_ids", "offsets", "event_type", "timestamp", "row", "row_ids", "row_price", "row_text"):
         np.testing.assert_array_equal(getattr(local, name), getattr(remote, name), err_msg=name)
+
+
+def test_ray_split_sharding_writes_the_local_files(sharded_window, tmp_path):
+    events, products = sharded_window.stream(), sharded_window.products()
+    n = events.select(pl.len()).collect().item()
+    with engines.use(engines.Engine("ray", scratch=str(tmp_path / "scratch"))):
+        remote = write_window(events, products, sharded_window.cutoff, tmp_path / "world" / "input",
+                              sharded_window.relevant_clients, events_per_shard=n // 4 + 1)
+    assert [Path(s).name for s in remote.shards] == [Path(s).name for s in sharded_window.shards]
+    for a, b in zip(remote.shards, sharded_window.shards):
+        assert Path(a).read_bytes() == Path(b).read_bytes()

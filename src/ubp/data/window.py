@@ -149,33 +149,45 @@ def write_window(
 
 
 def _write_shards(events: pl.LazyFrame, n_shards: int, tmp: Path) -> list[str]:
-    """One streaming pass splits the events by shard, then each shard alone is sorted and written.
+    """One streaming pass splits the events by shard, then each shard alone is sorted and written,
+    one task per shard on the current engine (`ubp.engines`).
 
     Memory is bounded by one shard (not the whole log), and the events are read once, not once per shard.
     """
+    from ubp.engines import map_shards
+
     parts = tmp / "_parts"
     sharded = events.with_columns(shard_of(pl.col("client_id"), n_shards).alias("_shard"))
     sharded.sink_parquet(pl.PartitionBy(parts, key="_shard", include_key=False), mkdir=True)
-    written = list(parts.rglob("*.parquet"))
-    names = []
-    for k in range(n_shards):
+    writer = ShardWriter(str(parts) if any(parts.rglob("*.parquet")) else None, str(tmp / STREAM_DIR))
+    names = [table["name"][0] for table in map_shards(writer, list(range(n_shards)), near=str(tmp))]
+    import shutil
+
+    shutil.rmtree(parts, ignore_errors=True)
+    return names
+
+
+@dataclass(frozen=True)
+class ShardWriter:
+    """Sorts and writes one shard of the split-by-shard parts (what a worker receives: two folder names)."""
+
+    parts: str | None  # None: no event at all
+    out: str
+
+    def __call__(self, k: int) -> pl.DataFrame:
         name = f"shard-{k:05d}.parquet"
         shard = (
-            pl.scan_parquet(parts, hive_partitioning=True).filter(pl.col("_shard") == k).drop("_shard")
-            if written
+            pl.scan_parquet(self.parts, hive_partitioning=True).filter(pl.col("_shard") == k).drop("_shard")
+            if self.parts is not None
             else pl.LazyFrame(schema=STREAM_SCHEMA)
         )
         (  # a total order: events tied on (client, time, type) must not depend on the engine's row order
             shard.select(list(STREAM_SCHEMA))
             .sort(["client_id", "timestamp", "event_type", "sku", "url", "tokens"], nulls_last=True)
             .collect()
-            .write_parquet(tmp / STREAM_DIR / name, statistics=True)
+            .write_parquet(os.path.join(self.out, name), statistics=True)
         )
-        names.append(name)
-    import shutil
-
-    shutil.rmtree(parts, ignore_errors=True)
-    return names
+        return pl.DataFrame({"name": [name]})
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
