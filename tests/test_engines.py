@@ -116,3 +116,14 @@ def test_ray_split_sharding_writes_the_local_files(sharded_window, tmp_path):
     assert [Path(s).name for s in remote.shards] == [Path(s).name for s in sharded_window.shards]
     for a, b in zip(remote.shards, sharded_window.shards):
         assert Path(a).read_bytes() == Path(b).read_bytes()
+
+
+def test_ray_graph_edges_match_local(sharded_window, tmp_path):
+    from ubp.encoders.graph.edges import read_edges
+
+    local = read_edges(sharded_window)
+    with engines.use(engines.Engine("ray", scratch=str(tmp_path))):
+        remote = read_edges(sharded_window)
+        some = read_edges(sharded_window, sharded_window.relevant_clients[:50])
+    assert local.height > 0 and local.equals(remote)
+    assert some.equals(local.filter(pl.col("client_id").is_in(sharded_window.relevant_clients[:50].tolist())))
