@@ -68,7 +68,7 @@ def main() -> None:
     shutil.rmtree(data_dir, ignore_errors=True)
     results = {stage: measure(stage, data_dir, args.scale, args.seed) for stage in STAGES}
     raw_mib = sum(p.stat().st_size for p in data_dir.glob("*.parquet")) / 2**20
-    events = sum(json.loads((data_dir / "input" / "window.json").read_text())["event_counts"].values())
+    events = sum(json.loads((data_dir / "input" / "window" / "window.json").read_text())["event_counts"].values())
     ref = results["reference"]
     print(f"scale {args.scale}: raw parquet {raw_mib:,.1f} MiB, {events:,} input-window events, dir {data_dir}")
     print(f"{'stage':<10} {'wall s':>9} {'peak RSS MiB':>13} {'time / ref':>11} {'RSS / ref':>10}")

@@ -20,7 +20,7 @@ from ubp.encoders.registry import create
 
 def default_world() -> Path:
     medium = Path("/tmp/worlds/medium")
-    return medium if (medium / "input" / "window.json").is_file() else Path("/tmp/worlds/small")
+    return medium if (medium / "input" / "window" / "window.json").is_file() else Path("/tmp/worlds/small")
 
 
 def peak_rss_mib() -> float:
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args()
     window = InputWindow.open(args.data_dir or default_world())
-    print(f"{window.root.parent}: {window.n_events:,} events, {len(window.relevant_clients):,} relevant clients, "
+    print(f"{window.data_dir}: {window.n_events:,} events, {len(window.relevant_clients):,} relevant clients, "
           f"{len(window.shards)} shard(s)")
     base = measure("baseline", window)
     feats = measure("features", window)

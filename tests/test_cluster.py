@@ -86,7 +86,7 @@ def test_bucket_world_on_the_cluster_gives_the_local_entry(cluster, bucket_world
     s3, path = store.filesystem(bucket_world)
     from pyarrow import fs
 
-    leftovers = s3.get_file_info(fs.FileSelector(f"{path}/.ubp-scratch", allow_not_found=True, recursive=True))
+    leftovers = s3.get_file_info(fs.FileSelector(f"{path}/input/.ubp-scratch", allow_not_found=True, recursive=True))
     assert not [f for f in leftovers if f.type == fs.FileType.File]  # the tasks' tables were removed
 
 

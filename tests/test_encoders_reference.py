@@ -39,7 +39,7 @@ def test_random_rows_depend_only_on_seed_and_id(window, tmp_path):
 
 
 def test_oracle_reads_the_world_state(window, tmp_path):
-    root = Path(window.root).parent
+    root = window.data_dir
     with pytest.raises(FileNotFoundError, match="oracle"):
         create("oracle").fit(window, Run())
     (root / "oracle").mkdir()

@@ -134,22 +134,22 @@ def test_heavy_tailed_columns_are_log_scaled_before_standardizing(fitted):
     window, enc, rows = fitted
     j = enc.columns_.index("n_events_all")
     logs = np.log1p([rows[c]["n_events_all"] for c in IDS])  # 9, 3, 1, 0 events
-    assert enc.mean_[j] == pytest.approx(logs.mean()) and enc.std_[j] == pytest.approx(logs.std())
+    assert enc.scaler_.mean[j] == pytest.approx(logs.mean()) and enc.scaler_.std[j] == pytest.approx(logs.std())
     np.testing.assert_allclose(enc.transform(window, IDS)[:, j], (logs - logs.mean()) / logs.std(), rtol=1e-5)
     k = enc.columns_.index("hour_sin")  # bounded: standardized as it is
-    assert enc.mean_[k] == pytest.approx(np.nanmean([rows[c]["hour_sin"] for c in IDS[:3]] + [0.0]))
+    assert enc.scaler_.mean[k] == pytest.approx(np.nanmean([rows[c]["hour_sin"] for c in IDS[:3]] + [0.0]))
 
 
 def test_no_cache_above_the_memory_budget(fitted, monkeypatch):
     """Past `RAW_CACHE_BYTES` fit keeps no raw rows; the fitted statistics and outputs are the same."""
-    import ubp.encoders.tabular as tabular
+    import ubp.encoders.raw_cache as raw_cache
 
     window, enc, _ = fitted
-    monkeypatch.setattr(tabular, "RAW_CACHE_BYTES", 0)
+    monkeypatch.setattr(raw_cache, "RAW_CACHE_BYTES", 0)
     lean = FeaturesEncoder(n_clusters=3).fit(window, Run(seed=1))
     assert lean.cache_ is None
-    np.testing.assert_allclose(lean.mean_, enc.mean_, rtol=1e-6)
-    np.testing.assert_allclose(lean.std_, enc.std_, rtol=1e-6)
+    np.testing.assert_allclose(lean.scaler_.mean, enc.scaler_.mean, rtol=1e-6)
+    np.testing.assert_allclose(lean.scaler_.std, enc.scaler_.std, rtol=1e-6)
     np.testing.assert_allclose(lean.transform(window, IDS), enc.transform(window, IDS), atol=1e-5)
 
 

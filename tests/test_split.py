@@ -148,7 +148,7 @@ def test_split_needs_a_purchase_and_leaves_nothing(tmp_path: Path) -> None:
     events([], "sku").write_parquet(root / "product_buy.parquet")
     with pytest.raises(InputError, match=r"product_buy\.parquet: column 'timestamp': no rows"):
         split(root)
-    assert not (root / "target").exists() and not (root / "input" / "window.json").exists()
+    assert not (root / "target").exists() and not (root / "input" / "window").exists()
 
 
 def test_split_reprepares_a_stale_store(tmp_path: Path) -> None:

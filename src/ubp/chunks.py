@@ -14,9 +14,10 @@ import numpy as np
 ROWS = 65_536  # rows per chunk: float64 temporaries and checks never hold more than this many rows
 
 
-def spans(n: int) -> Iterator[slice]:
-    """Consecutive slices of `ROWS` rows covering 0..n (ROWS read at call time, so a test can shrink it)."""
-    return (slice(lo, min(lo + ROWS, n)) for lo in range(0, n, ROWS))
+def spans(n: int, size: int | None = None) -> Iterator[slice]:
+    """Consecutive slices of `size` rows (default `ROWS`, read at call time so a test can shrink it) covering 0..n."""
+    size = size or ROWS
+    return (slice(lo, min(lo + size, n)) for lo in range(0, n, size))
 
 
 def column_sum(chunks: Iterable[np.ndarray], width: int) -> np.ndarray:

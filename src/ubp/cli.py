@@ -44,7 +44,7 @@ ENGINE_OPTIONS = [
                  help="Ray runtime_env as JSON (default: $UBP_RAY_RUNTIME_ENV)."),
     click.option("--scratch", default=None,
                  help="Where Ray tasks write per-shard tables; a path or URI every node reaches "
-                      "(default: $UBP_SCRATCH, else .ubp-scratch beside the data)."),
+                      "(default: $UBP_SCRATCH, else DIR/input/.ubp-scratch)."),
 ]
 
 

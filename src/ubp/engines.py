@@ -6,7 +6,7 @@ carries small options, never a block's fitted state or caches. On Ray, the tasks
 Data dataset and `map_batches` runs the function once per task on the cluster's workers, with
 `num_cpus` / `memory` reserved per task and polars limited to that many threads (a node then
 runs as many shards as it has CPUs, each query on its share of them). A task writes its table
-to the scratch location (`UBP_SCRATCH`, default `.ubp-scratch` beside the data) and returns
+to the scratch location (`UBP_SCRATCH`, default `DIR/input/.ubp-scratch`) and returns
 only where it wrote it; the driver reads the tables back one at a time, in task order, and
 deletes them. `ray.init()` joins the cluster named by `RAY_ADDRESS` (a local one when unset)
 with the user's `runtime_env` (`UBP_RAY_RUNTIME_ENV`, JSON, or the CLI's `--ray-runtime-env`).
@@ -44,7 +44,7 @@ class Engine:
     num_cpus: float = 1.0  # CPUs reserved per task; polars runs that many threads in it
     memory: int | None = None  # bytes reserved per task (None: Ray's default, no reservation)
     runtime_env: dict = field(default_factory=dict)  # passed to ray.init (working_dir, pip, env_vars …)
-    scratch: str | None = None  # where tasks write their tables; default: `.ubp-scratch` beside the data
+    scratch: str | None = None  # where tasks write their tables; default: DIR/input/.ubp-scratch
 
 
 _current = Engine()

@@ -11,6 +11,8 @@ from enum import IntEnum
 import polars as pl
 
 DAYS_IN_TARGET = 14
+US_PER_HOUR = 3_600_000_000  # stream timestamps are Datetime("us")
+US_PER_DAY = 24 * US_PER_HOUR
 VECTOR_LEN = 16  # quantized name / query embeddings: 16 integers in 0..255
 
 
@@ -30,6 +32,11 @@ class EventType(IntEnum):
 
 EVENT_TYPES: tuple[str, ...] = tuple(e.file_stem for e in EventType)
 ITEM_EVENTS: tuple[str, ...] = ("product_buy", "add_to_cart", "remove_from_cart")
+ITEM_CODES: tuple[int, ...] = tuple(EventType[t.upper()].value for t in ITEM_EVENTS)  # stream `event_type` codes
+# Short names of the event types in feature column names (n_buy_7d, days_since_visit, ...).
+SHORT_NAMES: dict[str, str] = {
+    "product_buy": "buy", "add_to_cart": "cart", "remove_from_cart": "remove", "page_visit": "visit", "search_query": "search",
+}
 PROPERTIES_FILE = "product_properties.parquet"
 
 # Column of each event type beside client_id and timestamp.

@@ -57,7 +57,7 @@ def ensure_world(opts: RunOptions) -> Path:
 
 def ensure_split(data_dir: Path) -> InputWindow:
     """Prepare and split unless an input window and the targets are already there."""
-    if not ((data_dir / "input" / "window.json").is_file() and (data_dir / "target" / "validation_target.parquet").is_file()):
+    if not ((data_dir / "input" / "window" / "window.json").is_file() and (data_dir / "target" / "validation_target.parquet").is_file()):
         from ubp.data.split import split
 
         log.info("%s", split(data_dir).describe())

@@ -61,7 +61,7 @@ def fit_block(
     start = time.perf_counter()
     log.info("block %s: fitting", spec.name)
     block_run = Run(
-        seed=run.seed, device=run.device, work_dir=folder / "work", show_progress=run.show_progress, options=run.options
+        seed=run.seed, device=run.device, work_dir=folder / "work", show_progress=run.show_progress
     )
     (folder / "work").mkdir(parents=True, exist_ok=True)
     encoder = create(spec.name, **spec.options).fit(window, block_run)

@@ -8,7 +8,6 @@ a failed or killed run leaves no partial output.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import pyarrow.parquet as pq
 
 from ubp.data.raw import EVENT_COLUMNS, PROPERTY_COLUMNS, check_known_skus, check_no_nulls, check_unique, open_raw, read_relevant_clients
 from ubp.errors import input_error
+from ubp.io import swap_dir
 from ubp.layout import EVENT_TYPES, ITEM_EVENTS, PROPERTIES_FILE
 
 PREPARED = "prepared"
@@ -83,7 +83,7 @@ def prepare(data_dir: Path | str) -> PrepareSummary:
             rows[kind] = pq.read_metadata(path).num_rows
         manifest = {"raw": raw_fingerprint(data_dir), "rows": rows, "products": len(products)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        _swap_in(tmp, out)
+        swap_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -112,12 +112,3 @@ def read_prepared(data_dir: Path | str, name: str) -> pl.LazyFrame:
     """A prepared table by event type (or `product_properties`)."""
     return pl.scan_parquet(prepared_dir(data_dir) / f"{name}.parquet")
 
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    """Replace `out` by the finished `tmp` with renames only."""
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)

@@ -5,8 +5,8 @@ at midnight 27 days before it, the validation target 14 days later; input files 
 event before the train-target start in raw order, target files are the purchases of each
 window joined with the product properties. On top of that the split derives the target
 definition files that are missing (see `ubp.data.targets`) and writes the input window that
-encoders read (`ubp.data.window`). Every file is staged in DIR/.split.tmp and moved into place
-only once all of them are written.
+encoders read (`ubp.data.window`, swapped in as one folder). The other files are staged in
+DIR/.split.tmp and each renamed into place only once all of them are written.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ubp.entry import atomic_save_npy
+from ubp.io import save_npy
 
 N_TARGETS = 100
 PRICE_BUCKETS = 100
@@ -56,19 +56,19 @@ def write_target_files(
             targets = np.load(targets_path).astype(np.int64)
         else:
             targets = choose()
-            atomic_save_npy(out_dir / targets_path.name, targets)
+            save_npy(out_dir / targets_path.name, targets)
             notes.append(f"{targets_path.name}: derived ({len(targets)} targets)")
             if len(targets) == 0:
                 notes.append(f"{task}: no target qualifies in this world; the task cannot be scored")
         popularity_path = target_dir / f"popularity_{task}.npy"
         if not popularity_path.is_file():
             popularity, source = _popularity(targets, sources, col)
-            atomic_save_npy(out_dir / popularity_path.name, popularity)
+            save_npy(out_dir / popularity_path.name, popularity)
             notes.append(f"{popularity_path.name}: derived from {source}")
     active_path = target_dir / "active_clients.npy"
     if not active_path.is_file():
         active = np.intersect1d(np.asarray(relevant_clients, np.int64), buyers.to_numpy().astype(np.int64))
-        atomic_save_npy(out_dir / active_path.name, active)
+        save_npy(out_dir / active_path.name, active)
         notes.append(f"{active_path.name}: derived ({len(active)} relevant clients with an input-window purchase)")
     return notes
 

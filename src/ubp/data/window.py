@@ -1,7 +1,9 @@
 """The input window: the only view of the event log an encoder ever receives.
 
-An `InputWindow` reads `DIR/input/stream/` (one time-ordered, typed event stream per user,
-sharded by a hash of `client_id`) and `DIR/input/products.parquet`. Every read filters
+An `InputWindow` reads the folder `DIR/input/window/`: `stream/` (one time-ordered, typed event
+stream per user, sharded by a hash of `client_id`), `products.parquet`, `window.json` and the
+relevant clients. The folder is written whole and swapped in with one rename, so a reader sees
+the old window or the new one. Every read filters
 `timestamp < cutoff`, so an encoder cannot see an event at or after the train-target start
 even if such rows were written there by mistake. DIR may be a local folder or an object-store
 URI (`ubp.store`); a `Shard` names one shard's file and the cutoff, all a task on another
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,11 +24,14 @@ import polars as pl
 
 from ubp import store
 from ubp.hashing import stable_hash
+from ubp.io import atomic_dir, save_npy, write_text
 from ubp.layout import EVENT_TYPES, PRODUCTS_SCHEMA, STREAM_SCHEMA, EventType
 
+WINDOW_DIR = "window"  # under DIR/input, beside the organisers' input files
 STREAM_DIR = "stream"
 PRODUCTS = "products.parquet"
 MANIFEST = "window.json"
+RELEVANT = "relevant_clients.npy"
 EVENTS_PER_SHARD = 4_000_000
 
 
@@ -44,7 +50,7 @@ class Shard:
 class InputWindow:
     """Typed input-window events of one data directory (read-only)."""
 
-    root: str  # DIR/input: an absolute local path or a URI (`ubp.store`)
+    root: str  # DIR/input/window: an absolute local path or a URI (`ubp.store`)
     cutoff: datetime  # train-target start; nothing at or after it is ever returned
     shards: tuple[str, ...]
     event_counts: dict[str, int]
@@ -52,7 +58,7 @@ class InputWindow:
 
     @classmethod
     def open(cls, data_dir: Path | str) -> "InputWindow":
-        root = store.join(store.resolve(data_dir), "input")
+        root = store.join(store.resolve(data_dir), "input", WINDOW_DIR)
         manifest_path = store.join(root, MANIFEST)
         if not store.is_file(manifest_path):
             raise FileNotFoundError(
@@ -60,7 +66,7 @@ class InputWindow:
             )
         manifest = json.loads(store.read_text(manifest_path))
         shards = tuple(store.join(root, STREAM_DIR, s) for s in manifest["shards"])
-        relevant_path = store.join(root, "relevant_clients.npy")
+        relevant_path = store.join(root, RELEVANT)
         relevant = store.load_npy(relevant_path).astype(np.int64) if store.is_file(relevant_path) else np.empty(0, np.int64)
         return cls(
             root=root,
@@ -71,6 +77,12 @@ class InputWindow:
         )
 
     @property
+    def data_dir(self) -> Path | str:
+        """DIR, the data directory this window was split from (a `Path`, or the URI of a store)."""
+        folder = store.parent(store.parent(self.root))
+        return folder if store.is_uri(folder) else Path(folder)
+
+    @property
     def absent_event_types(self) -> list[str]:
         """Event types with no row in the window (a shop that logs no searches, say)."""
         return [t for t in EVENT_TYPES if self.event_counts.get(t, 0) == 0]
@@ -78,10 +90,6 @@ class InputWindow:
     @property
     def n_events(self) -> int:
         return sum(self.event_counts.values())
-
-    @property
-    def data_dir(self) -> str:
-        return store.parent(self.root)
 
     def shard(self, k: int) -> Shard:
         return Shard(self.shards[k], self.cutoff)
@@ -115,21 +123,16 @@ def write_window(
     events: pl.LazyFrame,
     products: pl.DataFrame,
     cutoff: datetime,
-    root: Path,
+    input_dir: Path,
     relevant_clients: np.ndarray | None = None,
     events_per_shard: int = EVENTS_PER_SHARD,
 ) -> InputWindow:
-    """Write the typed stream of `events` (STREAM_SCHEMA columns) before `cutoff` under `root`.
+    """Write the typed stream of `events` (STREAM_SCHEMA columns) before `cutoff` to `input_dir/window`.
 
-    Writes into a temporary folder and renames it, so a killed run never leaves a half window.
+    The whole window is built in a temporary folder and swapped in once (`ubp.io.atomic_dir`),
+    so a killed run leaves the previous window, never a half one.
     """
-    root = Path(root)
-    tmp = root.with_name(root.name + ".tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    (tmp / STREAM_DIR).mkdir(parents=True)
+    input_dir = Path(input_dir)
     events = events.select([pl.col(c).cast(t) for c, t in STREAM_SCHEMA.items()]).filter(
         pl.col("timestamp") < cutoff
     )
@@ -138,14 +141,15 @@ def write_window(
     for code, n in counts_df.iter_rows():
         counts[EventType(code).file_stem] = int(n)
     n_shards = max(1, -(-sum(counts.values()) // events_per_shard))
-    names = _write_shards(events, n_shards, tmp)
-    products.select([pl.col(c).cast(t) for c, t in PRODUCTS_SCHEMA.items()]).write_parquet(tmp / PRODUCTS)
-    if relevant_clients is not None:
-        np.save(tmp / "relevant_clients.npy", np.asarray(relevant_clients, dtype=np.int64))
-    manifest = {"cutoff": cutoff.isoformat(), "shards": names, "event_counts": counts}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    _replace_dir(tmp, root)
-    return InputWindow.open(root.parent)
+    with atomic_dir(input_dir / WINDOW_DIR) as tmp:
+        (tmp / STREAM_DIR).mkdir()
+        names = _write_shards(events, n_shards, tmp)
+        products.select([pl.col(c).cast(t) for c, t in PRODUCTS_SCHEMA.items()]).write_parquet(tmp / PRODUCTS)
+        if relevant_clients is not None:
+            save_npy(tmp / RELEVANT, np.asarray(relevant_clients, dtype=np.int64))
+        manifest = {"cutoff": cutoff.isoformat(), "shards": names, "event_counts": counts}
+        write_text(tmp / MANIFEST, json.dumps(manifest, indent=1))
+    return InputWindow.open(input_dir.parent)
 
 
 def _write_shards(events: pl.LazyFrame, n_shards: int, tmp: Path) -> list[str]:
@@ -161,8 +165,6 @@ def _write_shards(events: pl.LazyFrame, n_shards: int, tmp: Path) -> list[str]:
     sharded.sink_parquet(pl.PartitionBy(parts, key="_shard", include_key=False), mkdir=True)
     writer = ShardWriter(str(parts) if any(parts.rglob("*.parquet")) else None, str(tmp / STREAM_DIR))
     names = [table["name"][0] for table in map_shards(writer, list(range(n_shards)), near=str(tmp))]
-    import shutil
-
     shutil.rmtree(parts, ignore_errors=True)
     return names
 
@@ -189,15 +191,3 @@ class ShardWriter:
         )
         return pl.DataFrame({"name": [name]})
 
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished folder into place, keeping files of `dst` that `src` lacks."""
-    dst.mkdir(parents=True, exist_ok=True)
-    for item in src.iterdir():
-        target = dst / item.name
-        if target.is_dir():
-            import shutil
-
-            shutil.rmtree(target)
-        os.replace(item, target)
-    src.rmdir()

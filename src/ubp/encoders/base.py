@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from ubp.data.window import InputWindow
+from ubp.errors import NotFittedError
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,6 @@ class Run:
     device: str = "cpu"
     work_dir: Path | None = None  # checkpoints of resumable fits go here
     show_progress: bool = True
-    options: dict = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -27,7 +27,9 @@ class Encoder(Protocol):
     """A block of the profile: learns from the input window, embeds any list of clients.
 
     `transform` returns float32 (len(client_ids), dim), rows in the order of `client_ids`;
-    clients without events get a well-defined row (never NaN).
+    clients without events get a well-defined row (never NaN); a client's row does not depend on
+    which other clients are asked for with it. Before `fit` (or `load`) it raises `NotFittedError`.
+    `ubp.encoders.registry` names every class that satisfies this protocol.
     """
 
     name: ClassVar[str]
@@ -41,3 +43,11 @@ class Encoder(Protocol):
 
     @classmethod
     def load(cls, path: Path) -> "Encoder": ...
+
+
+def check_fitted(encoder: object, *attributes: str) -> None:
+    """Raise `NotFittedError` unless `encoder` has every fitted attribute (set by `fit` or `load`)."""
+    missing = [a for a in attributes if not hasattr(encoder, a)]
+    if missing:
+        name = getattr(encoder, "name", type(encoder).__name__)
+        raise NotFittedError(f"block {name!r}: transform before fit; call fit() or load() first (no {missing[0]})")

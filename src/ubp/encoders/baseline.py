@@ -20,7 +20,10 @@ import polars as pl
 
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
-from ubp.encoders.tabular import fit_clients, index_of, load_state, long_to_wide, raw_matrix, save_state, top_values
+from ubp.encoders.frames import index_of, long_to_wide
+from ubp.encoders.shard_tables import fit_clients, raw_matrix
+from ubp.encoders.state import load_state, save_state
+from ubp.encoders.top_items import top_values
 from ubp.layout import VECTOR_LEN, EventType
 
 # Their EVENT_TYPE_TO_COLUMNS, in their order (which is also their feature order).

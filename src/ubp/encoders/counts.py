@@ -16,63 +16,13 @@ import numpy as np
 import polars as pl
 
 from ubp.data.window import InputWindow
-from ubp.encoders.base import Run
-from ubp.encoders.tabular import (
-    RawCache,
-    age_days,
-    cached_raw,
-    fit_raw,
-    index_of,
-    load_state,
-    long_to_wide,
-    save_state,
-    standardize,
-    top_values,
-)
-from ubp.layout import EVENT_TYPES, EventType
-
-N_PRICES = 100
-PROFILE_TYPES: tuple[str, ...] = ("product_buy", "add_to_cart")
-SHORT = {"product_buy": "buy", "add_to_cart": "cart", "remove_from_cart": "remove", "page_visit": "visit", "search_query": "search"}
-
-
-def most_bought(window: InputWindow, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The `n` most bought categories and SKUs of the window (ties to the smaller id)."""
-    buys = window.events("product_buy").select("category", "sku")
-    cats = buys.group_by("category").agg(pl.len()).collect()
-    skus = buys.group_by("sku").agg(pl.len()).collect()
-    return top_values(cats, "category", n), top_values(skus, "sku", n)
-
-
-def profile_names(categories: np.ndarray, skus: np.ndarray) -> list[str]:
-    """Column names of `profile_long`'s columns, in its column order."""
-    names = []
-    for t in PROFILE_TYPES:
-        names += [f"{SHORT[t]}_cat_{c}" for c in categories]
-        names += [f"{SHORT[t]}_sku_{s}" for s in skus]
-        names += [f"{SHORT[t]}_price_{p}" for p in range(N_PRICES)]
-    return names
-
-
-def profile_long(lf: pl.LazyFrame, categories: np.ndarray, skus: np.ndarray) -> pl.LazyFrame:
-    """Long (client_id, col, value) counts of buys and carts per top category / top SKU / price bucket."""
-    parts = []
-    offset = 0
-    for t in PROFILE_TYPES:
-        events = lf.filter(pl.col("event_type") == EventType[t.upper()].value)
-        for col in (
-            index_of("category", categories),
-            index_of("sku", skus) + len(categories),
-            pl.col("price").cast(pl.Int64).clip(0, N_PRICES - 1) + len(categories) + len(skus),
-        ):
-            parts.append(
-                events.select("client_id", (col + offset).alias("col"))
-                .drop_nulls("col")
-                .group_by("client_id", "col")
-                .agg(pl.len().cast(pl.Float32).alias("value"))
-            )
-        offset += len(categories) + len(skus) + N_PRICES
-    return pl.concat(parts)
+from ubp.encoders.base import Run, check_fitted
+from ubp.encoders.frames import age_days, long_to_wide
+from ubp.encoders.raw_cache import cached_raw, fit_raw
+from ubp.encoders.state import load_state, save_state
+from ubp.encoders.top_items import most_bought, profile_long, profile_names
+from ubp.layout import EVENT_TYPES, SHORT_NAMES as SHORT, EventType
+from ubp.standardize import Standardizer
 
 
 def column_names(categories: np.ndarray, skus: np.ndarray, windows: tuple[int, ...]) -> tuple[list[str], list[str], list[str]]:
@@ -118,7 +68,6 @@ class CountsEncoder:
         self.top_n = top_n
         self.windows = tuple(windows)
         self.clip = clip
-        self.cache_: RawCache | None = None  # raw rows of the fit clients, for transform of the same window
 
     def _names(self) -> tuple[list[str], list[str], list[str]]:
         """(profile columns, frequency columns, recency columns)."""
@@ -131,22 +80,24 @@ class CountsEncoder:
         self.categories_, self.skus_ = most_bought(window, self.top_n)
         prof, freq, rec = self._names()
         self.columns_ = prof + freq + rec
-        self.mean_, self.std_, self.cache_ = fit_raw(window, self._table(window), self.columns_, frozenset(rec))
+        # cache_: the fit clients' raw rows, for a transform of the same window
+        self.scaler_, self.cache_ = fit_raw(window, self._table(window), self.columns_, frozenset(rec), self.clip)
         return self
 
     def raw(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
         """Unstandardized columns (`columns_`), NaN where a client never had an event of a type."""
+        check_fitted(self, "scaler_")
         rec = self._names()[2]
         return cached_raw(self.cache_, window, client_ids, self._table(window), self.columns_, frozenset(rec))
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
-        return standardize(self.raw(window, client_ids), self.mean_, self.std_, self.clip, inplace=True)
+        return self.scaler_.transform(self.raw(window, client_ids), inplace=True)
 
     def save(self, path: Path) -> None:
         save_state(
             path,
             {"top_n": self.top_n, "windows": list(self.windows), "clip": self.clip, "columns": self.columns_},
-            {"categories": self.categories_, "skus": self.skus_, "mean": self.mean_, "std": self.std_},
+            {"categories": self.categories_, "skus": self.skus_, "mean": self.scaler_.mean, "std": self.scaler_.std},
         )
 
     @classmethod
@@ -155,5 +106,5 @@ class CountsEncoder:
         enc = cls(top_n=params["top_n"], windows=tuple(params["windows"]), clip=params["clip"])
         enc.columns_ = params["columns"]
         enc.categories_, enc.skus_ = arrays["categories"], arrays["skus"]
-        enc.mean_, enc.std_ = arrays["mean"], arrays["std"]
+        enc.scaler_, enc.cache_ = Standardizer(arrays["mean"], arrays["std"], enc.clip), None
         return enc

@@ -1,6 +1,6 @@
 """`oracle`: the synthetic world's hidden user state, the ceiling no real profile can pass.
 
-Reads DIR/oracle/{client_ids,embeddings}.npy beside the input window (DIR = window.root.parent),
+Reads DIR/oracle/{client_ids,embeddings}.npy beside the input window (DIR = window.data_dir),
 written by `ubp synth`. Only meaningful on synthetic worlds; clients absent from it get zeros.
 """
 
@@ -13,14 +13,15 @@ import numpy as np
 
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
-from ubp.encoders.tabular import load_state, rows_of, save_state
+from ubp.encoders.shard_tables import rows_of
+from ubp.encoders.state import load_state, save_state
 
 ORACLE_DIR = "oracle"
 
 
 def read_oracle(window: InputWindow) -> tuple[np.ndarray, np.ndarray]:
     """(client_ids, embeddings) of the world's oracle, with a clear error when there is none."""
-    folder = Path(window.root).parent / ORACLE_DIR
+    folder = window.data_dir / ORACLE_DIR
     files = [folder / "client_ids.npy", folder / "embeddings.npy"]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run
-from ubp.encoders.tabular import load_state, save_state
+from ubp.encoders.state import load_state, save_state
 from ubp.hashing import stable_hash
 
 

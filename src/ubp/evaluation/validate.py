@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ubp.chunks import spans
 from ubp.entry import MAX_WIDTH
 from ubp.errors import input_error
 
 IDS = "client_ids.npy"
 EMBEDDINGS = "embeddings.npy"
-ROW_CHUNK = 65_536  # rows checked for NaN/Inf at once: bounded memory on a million rows
 
 
 def _load(path: Path) -> tuple[np.ndarray | None, str | None]:
@@ -48,10 +48,10 @@ def embedding_problems(path: Path, emb: np.ndarray) -> list[str]:
     if emb.shape[1] > MAX_WIDTH:
         problems.append(f"{path}: width {emb.shape[1]} exceeds {MAX_WIDTH}")
     if emb.dtype.kind == "f":
-        for lo in range(0, len(emb), ROW_CHUNK):
-            bad_rows = ~np.isfinite(emb[lo : lo + ROW_CHUNK]).all(axis=1)
+        for rows in spans(len(emb)):  # bounded memory on a million rows
+            bad_rows = ~np.isfinite(emb[rows]).all(axis=1)
             if bad_rows.any():
-                row = lo + int(np.flatnonzero(bad_rows)[0])
+                row = rows.start + int(np.flatnonzero(bad_rows)[0])
                 problems.append(f"{path}: contains NaN or Inf (first at row {row})")
                 break
     return problems

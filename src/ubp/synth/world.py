@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ubp.entry import atomic_save_npy
+from ubp.io import save_npy, swap_dir, write_text
 from ubp.layout import EVENT_TYPES
 from ubp.synth.activity import active_days, sessions_per_day
 from ubp.synth.catalogue import Catalogue, build_catalogue
@@ -108,17 +108,6 @@ def _simulate_chunk(k: int, params: WorldParams, cat: Catalogue, writer: RawWrit
     kept.max_buy = max(kept.max_buy, int(buys.t.max(initial=-1)))
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Swap the finished world in; an existing directory is replaced only if it is a synthetic world."""
-    if out.exists():
-        trash = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(trash)
-        tmp.rename(out)
-        shutil.rmtree(trash)
-    else:
-        tmp.rename(out)
-
-
 def generate(out: Path, n_users: int | None, scale: str | None, seed: int, show_progress: bool) -> "WorldSummary":
     """Write a world: raw event files, product_properties, input/relevant_clients.npy, oracle/, world.json.
 
@@ -145,7 +134,7 @@ def generate(out: Path, n_users: int | None, scale: str | None, seed: int, show_
         # The split puts the train-target start at (last buy − 27 days) at 00:00.
         cutoff = kept.max_buy // DAY - 27 if kept.max_buy >= 0 else INPUT_DAYS
         ids = np.concatenate(kept.ids)
-        atomic_save_npy(tmp / "input" / "relevant_clients.npy", ids)
+        save_npy(tmp / "input" / "relevant_clients.npy", ids)
         # Memory: the oracle is the peak at the full scale; drop the per-chunk parts once joined and read
         # only the cutoff's bit of the packed chain (unpacked, it is N_DAYS bytes per relevant client).
         users = Users.concat(kept.users)
@@ -166,8 +155,8 @@ def generate(out: Path, n_users: int | None, scale: str | None, seed: int, show_
             "events": writer.counts,
             "relevant_with_input_buy": round(buyers, 4),
         }
-        (tmp / "world.json").write_text(json.dumps(info, indent=2) + "\n")
-        _replace_dir(tmp, out)
+        write_text(tmp / "world.json", json.dumps(info, indent=2) + "\n")
+        swap_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

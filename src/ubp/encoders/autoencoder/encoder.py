@@ -16,22 +16,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import polars as pl
 import torch
 
+from ubp.chunks import spans
 from ubp.config import from_dict
 from ubp.data.window import InputWindow
 from ubp.encoders.autoencoder.losses import autoencoder_loss, noise_sigma
 from ubp.encoders.autoencoder.model import ResidualAutoencoder
-from ubp.encoders.base import Run
+from ubp.encoders.base import Run, check_fitted
 from ubp.encoders.registry import REGISTRY, create
-from ubp.encoders.tabular import fit_clients
-from ubp.training import (
-    atomic_dir,
-    choose_device,
-    fit_loop,
-    seed_everything,
-)
+from ubp.encoders.shard_tables import sample_fit_clients
+from ubp.io import atomic_dir, write_json, write_with
+from ubp.standardize import Standardizer
+from ubp.training import choose_device, fit_loop, seed_everything
 
 TRANSFORM_BATCH = 65_536
 
@@ -57,6 +54,7 @@ class AutoencoderConfig:
 
 class AutoencoderEncoder:
     name: ClassVar[str] = "autoencoder"
+    preferred_normalise: ClassVar[str] = "standardize"  # latent columns on the network's own scale
 
     def __init__(self, **options: Any) -> None:
         self.config = from_dict(AutoencoderConfig, options, "autoencoder")
@@ -64,16 +62,16 @@ class AutoencoderEncoder:
     def fit(self, window: InputWindow, run: Run) -> "AutoencoderEncoder":
         cfg = self.config
         self.input_ = create(cfg.input_block, **cfg.input_options).fit(window, run)
-        clients = _train_clients(window, cfg.max_users, run.seed)
+        clients = sample_fit_clients(window, cfg.max_users, run.seed)
         x = torch.from_numpy(np.ascontiguousarray(self.input_.transform(window, clients), dtype=np.float32))
         if len(x) < 2:
             raise ValueError(f"autoencoder: needs at least 2 clients to train on, the window has {len(x)}")
         device = choose_device(run.device)
         seed_everything(run.seed)
         model = ResidualAutoencoder(x.shape[1], cfg.hidden, cfg.latent)
-        std = x.std(0, unbiased=False)
-        model.mean.copy_(x.mean(0))
-        model.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+        scaler = Standardizer.fit(x.numpy(), floor=1e-6, dtype=np.float32)  # the model's input buffers
+        model.mean.copy_(torch.from_numpy(scaler.mean))
+        model.std.copy_(torch.from_numpy(scaler.std))
         model.to(device).train()
         xs = model.standardize(x.to(device))
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -97,19 +95,20 @@ class AutoencoderEncoder:
         return self
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        check_fitted(self, "model_")
         x = np.asarray(self.input_.transform(window, client_ids), dtype=np.float32)
         out = np.empty((len(x), self.config.latent), dtype=np.float32)
         with torch.no_grad():
-            for lo in range(0, len(x), TRANSFORM_BATCH):
-                xb = torch.from_numpy(x[lo : lo + TRANSFORM_BATCH])
-                out[lo : lo + len(xb)] = self.model_.encode(self.model_.standardize(xb)).numpy()
+            for rows in spans(len(x), TRANSFORM_BATCH):
+                xb = torch.from_numpy(x[rows])
+                out[rows] = self.model_.encode(self.model_.standardize(xb)).numpy()
         return out
 
     def save(self, path: Path) -> None:
         with atomic_dir(Path(path)) as tmp:
             params = {"config": dataclasses.asdict(self.config), "n_in": int(self.model_.mean.numel())}
-            (tmp / "config.json").write_text(json.dumps(params, indent=1))
-            torch.save(self.model_.state_dict(), tmp / "model.pt")
+            write_json(tmp / "config.json", params)
+            write_with(tmp / "model.pt", lambda f: torch.save(self.model_.state_dict(), f))
             self.input_.save(tmp / "input")
 
     @classmethod
@@ -125,13 +124,3 @@ class AutoencoderEncoder:
         return self
 
 
-def _train_clients(window: InputWindow, max_users: int | None, seed: int) -> np.ndarray:
-    """The fit clients (relevant ones, else everyone with an event), optionally a seeded sample of them."""
-    clients = fit_clients(window)
-    if clients is None:
-        clients = window.stream().select(pl.col("client_id").unique()).collect()["client_id"].to_numpy()
-    clients = np.sort(np.asarray(clients, dtype=np.int64))
-    if max_users is not None and len(clients) > max_users:
-        pick = np.random.default_rng(seed).choice(len(clients), size=max_users, replace=False)
-        clients = clients[np.sort(pick)]
-    return clients

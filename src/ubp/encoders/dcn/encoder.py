@@ -24,16 +24,18 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ubp.chunks import spans
 from ubp.config import ConfigError, from_dict
 from ubp.data.window import InputWindow
-from ubp.encoders.base import Run
+from ubp.encoders.base import Run, check_fitted
 from ubp.encoders.dcn.inner_split import inner_labels, write_inner_window
 from ubp.encoders.dcn.losses import dcn_loss
 from ubp.encoders.dcn.model import DcnModel, quantile_edges
 from ubp.encoders.dcn.views import masked_window
 from ubp.encoders.registry import REGISTRY, create
-from ubp.encoders.tabular import fit_clients
-from ubp.training import atomic_dir, choose_device, fit_loop, seed_everything
+from ubp.encoders.shard_tables import sample_fit_clients
+from ubp.io import atomic_dir, write_json, write_with
+from ubp.training import choose_device, fit_loop, seed_everything
 
 TRANSFORM_BATCH = 8_192
 VIEW_KINDS = ("events", "columns")
@@ -53,7 +55,7 @@ class DcnConfig:
     head: tuple[int, ...] = (64, 64, 64, 64)
     horizon_days: int = 14
     n_targets: int = 100
-    contrastive: bool = False  # on the small world it cost ~.10-.15 AUROC on propensity (report of issue 7)
+    contrastive: bool = False  # off: on the synthetic worlds it costs propensity AUROC (benchmarks/README.md)
     views: str = "events"
     drop_p: float = 0.3
     lambda_con: float = 0.1
@@ -76,6 +78,7 @@ class DcnConfig:
 
 class DcnEncoder:
     name: ClassVar[str] = "dcn"
+    preferred_normalise: ClassVar[str] = "standardize"  # latent columns on the network's own scale
 
     def __init__(self, **options: Any) -> None:
         self.config = from_dict(DcnConfig, options, "dcn")
@@ -113,7 +116,7 @@ class DcnEncoder:
             if cfg.sequence_block is None
             else create(cfg.sequence_block, **cfg.sequence_options).fit(inner, nested)
         )
-        clients = _train_clients(inner, cfg.max_users, run.seed)
+        clients = sample_fit_clients(inner, cfg.max_users, run.seed)
         if len(clients) < 2:
             raise ValueError(f"dcn: needs at least 2 clients to train on, the window has {len(clients)}")
         x, seq = self._inputs(inner, clients)
@@ -163,11 +166,11 @@ class DcnEncoder:
         return out[0], out[1]
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        check_fitted(self, "model_")
         x, seq = self._inputs(window, np.asarray(client_ids, dtype=np.int64))
         out = np.empty((len(x), self.dim), dtype=np.float32)
         with torch.no_grad():
-            for lo in range(0, len(x), TRANSFORM_BATCH):
-                batch = slice(lo, lo + TRANSFORM_BATCH)
+            for batch in spans(len(x), TRANSFORM_BATCH):
                 out[batch] = self.model_.embed(x[batch], None if seq is None else seq[batch]).numpy()
         return out
 
@@ -179,8 +182,8 @@ class DcnEncoder:
                 "n_out": m.head[-1].out_features,
                 "seq_in": 0 if m.seq is None else m.seq[0].in_features,
             }
-            (tmp / "config.json").write_text(json.dumps(params, indent=1))
-            torch.save(m.state_dict(), tmp / "model.pt")
+            write_json(tmp / "config.json", params)
+            write_with(tmp / "model.pt", lambda f: torch.save(m.state_dict(), f))
             self.input_.save(tmp / "input")
             if self.sequence_ is not None:
                 self.sequence_.save(tmp / "sequence")
@@ -203,11 +206,3 @@ class DcnEncoder:
         self.sequence_ = None if cfg.sequence_block is None else REGISTRY[cfg.sequence_block].load(path / "sequence")
         return self
 
-
-def _train_clients(window: InputWindow, max_users: int | None, seed: int) -> np.ndarray:
-    """The fit clients of the window, optionally a seeded sample of them (sorted)."""
-    clients = fit_clients(window)
-    if max_users is not None and len(clients) > max_users:
-        pick = np.random.default_rng(seed).choice(len(clients), size=max_users, replace=False)
-        clients = clients[np.sort(pick)]
-    return clients

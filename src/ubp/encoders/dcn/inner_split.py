@@ -17,8 +17,9 @@ import numpy as np
 import polars as pl
 
 from ubp.data.window import InputWindow, write_window
-from ubp.encoders.counts import most_bought
-from ubp.encoders.tabular import index_of, rows_of
+from ubp.encoders.frames import index_of
+from ubp.encoders.shard_tables import rows_of
+from ubp.encoders.top_items import most_bought
 from ubp.layout import EventType
 
 BUY = EventType.PRODUCT_BUY.value

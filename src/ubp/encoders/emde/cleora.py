@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from ubp.data.window import InputWindow
 from ubp.encoders.emde.items import ItemVocab, item_events
-from ubp.encoders.tabular import TableJob, shard_events, shard_jobs
+from ubp.encoders.shard_tables import TableJob, shard_events, shard_jobs
 from ubp.engines import map_shards
 from ubp.hashing import stable_hash
 

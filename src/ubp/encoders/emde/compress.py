@@ -13,6 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.decomposition import TruncatedSVD
 
+from ubp.standardize import Standardizer
+
 # 2 power iterations keep 99% of the variance that sklearn's default 5 capture on sketches of the
 # small synthetic world (0.740 vs 0.744 of the total with 256 components), in half the products.
 SVD_POWER_ITERATIONS = 2
@@ -32,15 +34,12 @@ class SketchCompressor:
         if k > 0 and x.nnz:
             svd = TruncatedSVD(n_components=k, n_iter=SVD_POWER_ITERATIONS, random_state=seed).fit(x)
             components[:k] = svd.components_
-        z = np.asarray(x @ components.T)
-        mean = z.mean(axis=0) if len(z) else np.zeros(out_dim)
-        scale = z.std(axis=0) if len(z) else np.ones(out_dim)
-        scale = np.where(scale > 1e-6, scale, 1.0)
-        return cls(components, mean.astype(np.float32), scale.astype(np.float32))
+        scaler = Standardizer.fit(np.asarray(x @ components.T), floor=1e-6, dtype=np.float32)
+        return cls(components, scaler.mean, scaler.std)
 
     def project(self, sketches: sp.csr_matrix) -> np.ndarray:
         """Unstandardized (n, out_dim) projection; a user without events projects to 0."""
         return np.asarray(sketches.log1p() @ self.components.T, dtype=np.float32)
 
     def standardize(self, projected: np.ndarray) -> np.ndarray:
-        return ((projected - self.mean) / self.scale).astype(np.float32)
+        return Standardizer(self.mean, self.scale).transform(projected)

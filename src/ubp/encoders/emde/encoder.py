@@ -9,8 +9,6 @@ their own events without retraining.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -26,9 +24,10 @@ from ubp.encoders.emde.compress import SketchCompressor
 from ubp.encoders.emde.items import ItemVocab, item_events
 from ubp.encoders.emde.lsh import BucketHash
 from ubp.encoders.emde.sketch import DecayedWeights, sketch_rows, sketch_width
-from ubp.encoders.tabular import shard_jobs
+from ubp.encoders.shard_tables import shard_jobs
 from ubp.engines import map_shards
 from ubp.hashing import stable_hash
+from ubp.io import atomic_dir, atomic_file, write_json
 
 CONFIG_FILE = "emde.json"
 ARRAYS_FILE = "emde.npz"
@@ -91,9 +90,9 @@ class EmdeEncoder:
         return self.compressor_.standardize(projected)[inverse.ravel()]
 
     def save(self, path: Path) -> None:
-        """`path/emde.json` (options) + `path/emde.npz` (vocabulary, codes, compressor), no pickle."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        """`path/emde.json` (options) + `path/emde.npz` (vocabulary, codes, compressor), no pickle.
+
+        Both files are swapped in together: options and arrays of two different fits never meet."""
         arrays = {
             "sku_ids": self.vocab_.sku_ids,
             "url_ids": self.vocab_.url_ids,
@@ -102,8 +101,10 @@ class EmdeEncoder:
             "mean": self.compressor_.mean,
             "scale": self.compressor_.scale,
         }
-        _atomic_write(path / ARRAYS_FILE, lambda f: np.savez(f, **arrays))
-        _atomic_write(path / CONFIG_FILE, lambda f: f.write(json.dumps(self._options(), indent=1).encode()))
+        with atomic_dir(path) as tmp:
+            with atomic_file(tmp / ARRAYS_FILE) as f:
+                np.savez(f, **arrays)
+            write_json(tmp / CONFIG_FILE, self._options())
 
     @classmethod
     def load(cls, path: Path) -> "EmdeEncoder":
@@ -125,14 +126,3 @@ def fit_sample(window: InputWindow, n: int, seed: int) -> np.ndarray:
         return np.sort(ids)
     return np.sort(ids[np.argsort(stable_hash(ids, salt=seed), kind="stable")[:n]])
 
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -16,10 +16,10 @@ import polars as pl
 import scipy.sparse as sp
 
 from ubp.encoders.emde.items import VISIT, ItemVocab, item_events
-from ubp.encoders.tabular import TableJob, shard_events
+from ubp.encoders.shard_tables import TableJob, shard_events
+from ubp.layout import US_PER_DAY
 
 N_GROUPS = VISIT + 1
-DAY_US = 86_400e6
 
 
 def sketch_width(n_half_lives: int, n_partitions: int, n_buckets: int) -> int:
@@ -35,7 +35,7 @@ class DecayedWeights:
     half_lives: tuple[float, ...]
 
     def query(self, events: pl.LazyFrame) -> pl.LazyFrame:
-        age = (pl.lit(self.cutoff, dtype=pl.Datetime("us")) - pl.col("timestamp")).dt.total_microseconds() / DAY_US
+        age = (pl.lit(self.cutoff, dtype=pl.Datetime("us")) - pl.col("timestamp")).dt.total_microseconds() / US_PER_DAY
         decays = [(age * (-np.log(2.0) / h)).exp().sum().alias(f"w{i}") for i, h in enumerate(self.half_lives)]
         return item_events(events).group_by("client_id", "event_type", "is_visit", "item_id").agg(decays)
 

@@ -11,11 +11,10 @@ import math
 
 import polars as pl
 
-from ubp.encoders.features.windows import _safe_ratio, is_type
+from ubp.encoders.features.windows import IS_ITEM, _safe_ratio, is_type
 from ubp.layout import VECTOR_LEN
 
 TAU = 2.0 * math.pi
-IS_ITEM = pl.col("event_type") <= 2
 
 
 def _cyclic(col: pl.Expr, period: float, name: str) -> list[pl.Expr]:

@@ -14,9 +14,8 @@ import numpy as np
 import polars as pl
 from sklearn.cluster import KMeans
 
-from ubp.layout import ITEM_EVENTS, EventType
+from ubp.layout import ITEM_EVENTS, SHORT_NAMES as SHORT, EventType
 
-SHORT = {"product_buy": "buy", "add_to_cart": "cart", "remove_from_cart": "remove"}
 KMEANS_SAMPLE = 50_000  # names to fit the centres on; every product is assigned afterwards
 
 

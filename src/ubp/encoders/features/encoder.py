@@ -20,11 +20,9 @@ import polars as pl
 
 from ubp.chunks import spans
 from ubp.data.window import InputWindow
-from ubp.encoders.base import Run
-from ubp.encoders.counts import most_bought, profile_long, profile_names
-from ubp.encoders.features.behaviour import IS_ITEM, event_table, item_event_table, item_tables, query_table
+from ubp.encoders.base import Run, check_fitted
+from ubp.encoders.features.behaviour import event_table, item_event_table, item_tables, query_table
 from ubp.encoders.features.clusters import (
-    SHORT,
     assign_clusters,
     cluster_long,
     cluster_names,
@@ -32,18 +30,14 @@ from ubp.encoders.features.clusters import (
     share_of_interest,
 )
 from ubp.encoders.features.sessions import session_table, with_sessions
-from ubp.encoders.features.windows import window_tables
-from ubp.encoders.tabular import (
-    RawCache,
-    age_days,
-    cached_raw,
-    fit_raw,
-    load_state,
-    long_to_wide,
-    save_state,
-    standardize,
-)
-from ubp.layout import ITEM_EVENTS, STREAM_SCHEMA
+from ubp.encoders.features.windows import IS_ITEM, window_tables
+from ubp.encoders.frames import age_days, long_to_wide
+from ubp.encoders.raw_cache import cached_raw, fit_raw
+from ubp.encoders.state import load_state, save_state
+from ubp.encoders.top_items import most_bought, profile_long, profile_names
+from ubp.io import write_with
+from ubp.layout import ITEM_EVENTS, SHORT_NAMES as SHORT, STREAM_SCHEMA
+from ubp.standardize import Standardizer
 
 
 # Columns that are counts, durations or unbounded rates (log-scaled before standardizing); the
@@ -79,7 +73,7 @@ class FeaturesTable:
         same_user = pl.col("client_id") == pl.col("client_id").shift(1)  # the shard is sorted by client, time
         gap_s = pl.when(same_user).then(pl.col("timestamp").diff().dt.total_seconds())
         events = lf.with_columns(age=age_days(self.cutoff), gap_s=gap_s).with_columns(
-            gap_h=pl.col("gap_s") / 3600.0,
+            gap_h=pl.col("gap_s") / 3600.0,  # seconds → hours
             prev_age=pl.when(same_user).then(pl.col("age").shift(1)),
             day=pl.col("timestamp").dt.date(),
             hour=pl.col("timestamp").dt.hour(),
@@ -157,7 +151,6 @@ class FeaturesEncoder:
         self.half_lives = tuple(float(h) for h in half_lives)
         self.top_n = top_n
         self.clip = clip
-        self.cache_: RawCache | None = None  # raw rows of the fit clients, for transform of the same window
 
     def _table(self, window: InputWindow | None) -> "FeaturesTable":
         """The per-shard query with what it needs of the fit (no cache); `None`: an empty layout probe."""
@@ -184,8 +177,9 @@ class FeaturesEncoder:
         self.pop_log_ = np.log1p(pop["len"].to_numpy().astype(np.float64))
         self.categories_, self.skus_ = most_bought(window, self.top_n)
         self.columns_, self.nullable_ = self._layout()
-        self.mean_, self.std_, self.cache_ = fit_raw(
-            window, self._table(window), self.columns_, frozenset(self.nullable_), self._squash
+        # cache_: the fit clients' raw rows, for a transform of the same window
+        self.scaler_, self.cache_ = fit_raw(
+            window, self._table(window), self.columns_, frozenset(self.nullable_), self.clip, self._squash
         )
         return self
 
@@ -198,6 +192,7 @@ class FeaturesEncoder:
 
     def raw(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
         """Unstandardized (len(client_ids), len(columns_)) float32; NaN marks a missing value."""
+        check_fitted(self, "scaler_")
         table_fn = self._table(window)
         return cached_raw(self.cache_, window, client_ids, table_fn, self.columns_, frozenset(self.nullable_))
 
@@ -208,19 +203,18 @@ class FeaturesEncoder:
         return table.insert_column(0, pl.Series("client_id", np.asarray(client_ids, dtype=np.int64)))
 
     def write_raw_table(self, window: InputWindow, client_ids: np.ndarray, path: Path) -> None:
-        """`raw_table` as parquet, written to a temporary name and renamed."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        self.raw_table(window, client_ids).write_parquet(tmp)
-        tmp.replace(path)
+        """`raw_table` as parquet, written atomically (`ubp.io`)."""
+        table = self.raw_table(window, client_ids)
+        write_with(path, table.write_parquet)
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
         """Squash and standardize the raw matrix in place, a block of rows at a time: the
         column-subset temporaries stay one block big instead of a fraction of the whole matrix."""
+        check_fitted(self, "scaler_")
         nullable = frozenset(self.nullable_)
         x = cached_raw(self.cache_, window, client_ids, self._table(window), self.columns_, nullable, take=True)
         for rows in spans(len(x)):
-            standardize(self._squash(x[rows]), self.mean_, self.std_, self.clip, inplace=True)
+            self.scaler_.transform(self._squash(x[rows]), inplace=True)
         return x
 
     def save(self, path: Path) -> None:
@@ -231,7 +225,8 @@ class FeaturesEncoder:
         }
         arrays = {
             "centres": self.centres_, "pop_skus": self.pop_skus_, "pop_log": self.pop_log_,
-            "categories": self.categories_, "skus": self.skus_, "mean": self.mean_, "std": self.std_,
+            "categories": self.categories_, "skus": self.skus_,
+            "mean": self.scaler_.mean, "std": self.scaler_.std,
         }
         save_state(path, params, arrays)
 
@@ -243,6 +238,7 @@ class FeaturesEncoder:
             half_lives=tuple(params["half_lives"]), top_n=params["top_n"], clip=params["clip"],
         )
         enc.columns_, enc.nullable_ = params["columns"], params["nullable"]
-        for k in ("centres", "pop_skus", "pop_log", "categories", "skus", "mean", "std"):
+        for k in ("centres", "pop_skus", "pop_log", "categories", "skus"):
             setattr(enc, f"{k}_", arrays[k])
+        enc.scaler_, enc.cache_ = Standardizer(arrays["mean"], arrays["std"], enc.clip), None
         return enc

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import polars as pl
 
-from ubp.encoders.features.windows import _safe_ratio, is_type
+from ubp.encoders.features.windows import IS_ITEM, _safe_ratio, is_type
 
 SESSION_GAP = timedelta(minutes=30)
 BURST_GAP_SECONDS = 60.0
@@ -71,7 +71,7 @@ def session_table(lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[str]]:
     multi = pl.col("slen") >= 2
     early = multi & (pl.col("pos") < pl.col("slen") / 2)
     late = multi & (pl.col("pos") >= pl.col("slen") / 2)
-    is_item = pl.col("event_type") <= 2
+    is_item = IS_ITEM
     mix = lf.group_by("client_id").agg(
         (pl.col("gap_s") < BURST_GAP_SECONDS).mean().alias("burst_ratio"),
         is_item.filter(early).mean().alias("early_item_share"),

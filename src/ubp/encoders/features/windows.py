@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from ubp.layout import EVENT_TYPES, ITEM_EVENTS, EventType
+from ubp.layout import EVENT_TYPES, ITEM_CODES, ITEM_EVENTS, SHORT_NAMES as SHORT, EventType
 
 WINDOWS: tuple[int | None, ...] = (7, 14, 28, 60, None)  # None = the whole input window
-SHORT = {"product_buy": "buy", "add_to_cart": "cart", "remove_from_cart": "remove", "page_visit": "visit", "search_query": "search"}
+IS_ITEM = pl.col("event_type").is_in(ITEM_CODES)  # buy, add to cart, remove from cart
 
 
 def is_type(kind: str) -> pl.Expr:

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 
 from ubp.data.window import InputWindow
-from ubp.encoders.tabular import TableJob, shard_events, shard_jobs
+from ubp.encoders.shard_tables import TableJob, shard_events, shard_jobs
 from ubp.engines import map_shards
 from ubp.layout import EventType
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +23,7 @@ from ubp.encoders.sequence.tokens import (
     width_multiple,
 )
 from ubp.encoders.sequence.train import Callback, train
+from ubp.io import write_with
 
 MODEL_FILE = "sequence.pt"
 
@@ -57,12 +57,8 @@ class SequenceEncoder:
 
     def save(self, path: Path) -> None:
         """`path/sequence.pt` (config + weights), written under a temporary name then renamed."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tmp = path / f".{MODEL_FILE}.tmp"
         state = {k: v.cpu() for k, v in self.model_.state_dict().items()}
-        torch.save({"config": to_dict(self.config), "state": state}, tmp)
-        os.replace(tmp, path / MODEL_FILE)
+        write_with(Path(path) / MODEL_FILE, lambda tmp: torch.save({"config": to_dict(self.config), "state": state}, tmp))
 
     @classmethod
     def load(cls, path: Path) -> "SequenceEncoder":

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from ubp.encoders.sequence.tokens import Tokens
+from ubp.layout import US_PER_DAY
 
-_US_PER_DAY = 86_400_000_000
 _ID_COLUMNS = (0, 2, 4)  # first hash row of sku, category, url in `Tokens.ids`
 
 
@@ -37,7 +37,7 @@ def future_window(tokens: Tokens, days: float) -> FutureWindow:
     """
     n = tokens.n_events
     ts = tokens.timestamp
-    horizon = ts + np.int64(round(days * _US_PER_DAY))
+    horizon = ts + np.int64(round(days * US_PER_DAY))
     lo = np.arange(1, n + 1, dtype=np.int64)
     hi = np.repeat(tokens.offsets[1:], tokens.lengths)
     for _ in range(int(tokens.lengths.max(initial=0)).bit_length()):

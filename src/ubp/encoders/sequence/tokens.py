@@ -30,17 +30,15 @@ import torch
 from ubp import io as atomic
 from ubp import store
 from ubp.data.window import InputWindow
-from ubp.encoders.tabular import TableJob, shard_events, shard_jobs
+from ubp.encoders.shard_tables import TableJob, shard_events, shard_jobs
 from ubp.engines import map_shards
 from ubp.errors import input_error
 from ubp.hashing import stable_hash
-from ubp.layout import VECTOR_LEN, EventType
+from ubp.layout import US_PER_DAY, US_PER_HOUR, VECTOR_LEN, EventType
 
 ID_FIELDS = ("sku", "category", "url")  # each gets two hash columns in `Tokens.ids`
 ITEM_TYPES = (EventType.PRODUCT_BUY, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART)
 FORMAT = 1  # version of the on-disk token layout (part of the folder's key)
-_US_PER_HOUR = 3.6e9
-_US_PER_DAY = 8.64e10
 _ID_COLS = [f"id{j}" for j in range(2 * len(ID_FIELDS))]
 _TEXT_COLS = [f"t{i}" for i in range(VECTOR_LEN)]
 _ROW_COLS = [*_ID_COLS, "price", *_TEXT_COLS, "has_tokens"]
@@ -115,12 +113,12 @@ class Tokens:
         ts = self.timestamp[index]
         first = self.offsets[np.searchsorted(self.offsets, index, side="right") - 1]
         gap = np.where(index > first, ts - self.timestamp[np.maximum(index - 1, 0)], 0)
-        days, us_of_day = np.divmod(ts, np.int64(86_400_000_000))
+        days, us_of_day = np.divmod(ts, np.int64(US_PER_DAY))
         return {
             "weekday": ((days + 3) % 7).astype(np.uint8),  # 1970-01-01 was a Thursday
-            "hour": (us_of_day // np.int64(3_600_000_000)).astype(np.uint8),
-            "log_gap": np.log1p(gap / _US_PER_HOUR).astype(np.float32),
-            "log_age": np.log1p((ts - self.timestamp[first]) / _US_PER_DAY).astype(np.float32),
+            "hour": (us_of_day // np.int64(US_PER_HOUR)).astype(np.uint8),
+            "log_gap": np.log1p(gap / US_PER_HOUR).astype(np.float32),
+            "log_age": np.log1p((ts - self.timestamp[first]) / US_PER_DAY).astype(np.float32),
         }
 
     @property

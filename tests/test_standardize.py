@@ -1,0 +1,55 @@
+"""The one standardizer: exact in-memory statistics, sound running moments, z-scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ubp import chunks
+from ubp.standardize import RunningMoments, Standardizer
+
+
+def test_running_moments_merge_chunks_like_the_whole_matrix() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, size=(1000, 4))
+    x[rng.random(x.shape) < 0.1] = np.nan  # missing values are left out
+    moments = RunningMoments(4)
+    bounds = [0, 1, 7, 300, 300, 301, 999, 1000]  # uneven chunks, single rows, an empty one
+    for lo, hi in zip(bounds, bounds[1:]):
+        moments.update(x[lo:hi])
+    np.testing.assert_allclose(moments.mean, np.nanmean(x, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(moments.std, np.nanstd(x, axis=0), rtol=1e-12)
+
+
+def test_running_moments_keep_the_digits_a_sum_of_squares_loses() -> None:
+    """Values 1e8 + N(0, 1): Σx² − n·mean² cancels every digit of the variance; the merge does not."""
+    rng = np.random.default_rng(1)
+    x = 1e8 + rng.normal(size=(10_000, 1))
+    moments = RunningMoments(1)
+    for lo in range(0, len(x), 512):
+        moments.update(x[lo : lo + 512])
+    naive = np.sqrt(max(np.mean(x**2) - np.mean(x) ** 2, 0.0))
+    assert moments.std[0] == pytest.approx(np.std(x), rel=1e-9)
+    assert abs(naive - np.std(x)) > 0.01  # what the previous one-pass formula gave
+
+
+def test_fit_in_chunks_is_bit_identical_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chunks, "ROWS", 7)
+    x = np.random.default_rng(2).normal(size=(50, 3)).astype(np.float32)
+    scaler = Standardizer.fit(x)
+    x64 = x.astype(np.float64)
+    assert np.array_equal(scaler.mean, x64.mean(axis=0)) and np.array_equal(scaler.std, x64.std(axis=0))
+
+
+def test_transform_clips_imputes_and_round_trips() -> None:
+    scaler = RunningMoments(2)
+    scaler.update(np.array([[0.0, 5.0], [2.0, 5.0]]))  # the second column is constant: divided by 1
+    s = scaler.standardizer(clip=0.5)
+    assert s.mean.dtype == np.float32
+    x = np.array([[4.0, 6.0], [np.nan, -np.inf]], dtype=np.float32)
+    z = s.transform(x.copy())
+    np.testing.assert_array_equal(z, [[0.5, 0.5], [0.0, -0.5]])
+    assert s.transform(x, inplace=True) is x
+    back = Standardizer.from_dict(s.to_dict())
+    assert np.array_equal(back.mean, s.mean) and np.array_equal(back.std, s.std) and back.clip == s.clip
+    assert Standardizer.from_dict(Standardizer(s.mean, s.std).to_dict()).clip is None
