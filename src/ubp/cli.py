@@ -153,8 +153,8 @@ def blocks() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Fitted-block cache (default: OUT/blocks).")
-@_engine_options
 @_fail_cleanly
+@_engine_options
 def embed(data_dir: str, block_names: str, out: Path, seed: int, device: str, cache: Path | None, engine) -> None:
     """Fit blocks on the input window and write an entry for the relevant clients."""
     from ubp import engines
