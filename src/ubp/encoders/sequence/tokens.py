@@ -15,7 +15,6 @@ the tokens never sit in RAM as a whole and every process that opens the folder s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -29,7 +28,7 @@ import torch
 
 from ubp import io as atomic
 from ubp import store
-from ubp.data.window import InputWindow
+from ubp.data.window import MANIFEST, InputWindow
 from ubp.encoders.shard_tables import TableJob, shard_events, shard_jobs
 from ubp.engines import map_shards
 from ubp.errors import input_error
@@ -199,8 +198,8 @@ def tokenize(
 ) -> Tokens:
     """Tokens of every user of the window (or only of `client_ids`), shard by shard on the current engine.
 
-    With `folder`, the tokens are kept in `folder/tokens-<key>` (the key covers the window's
-    manifest and location, the clients, the options and the layout version) and opened from there
+    With `folder`, the tokens are kept in `folder/tokens-<key>` (the key covers the bytes of the
+    window's manifest and shards, the clients, the options and the layout version) and opened from there
     by any later call or other process; without it they live in a temporary folder removed with them."""
     key = _key(window, hash_rows, price_buckets, client_ids)
     if folder is not None:
@@ -221,7 +220,7 @@ def tokenize(
 
 
 def _key(window: InputWindow, hash_rows: int, price_buckets: int, client_ids: np.ndarray | None) -> str:
-    h = hashlib.sha1(store.read_bytes(store.join(window.root, "window.json")) + window.root.encode())
+    h = store.digest([store.join(window.root, MANIFEST), *window.shards])  # the window's bytes, not its path
     h.update(json.dumps([FORMAT, hash_rows, price_buckets]).encode())
     if client_ids is not None:
         h.update(np.unique(np.asarray(client_ids, np.int64)).tobytes())
