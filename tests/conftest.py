@@ -24,3 +24,11 @@ def tiny_window(tiny_world: Path):
     from ubp.data.window import InputWindow
 
     return InputWindow.open(tiny_world)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test session fits into its own cache, never the user's ~/.cache/ubp."""
+    import os
+
+    os.environ["UBP_CACHE_DIR"] = str(tmp_path_factory.mktemp("ubp_cache"))

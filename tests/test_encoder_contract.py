@@ -1,7 +1,9 @@
 """One contract, every registered encoder (scikit-learn's test_common, our version).
 
-Shape, dtype, row order, save/load round trip, same seed → same output, and that events at
-or after the cutoff cannot change the output; plus a log with an absent event type.
+The `Encoder` protocol (checked with isinstance), `NotFittedError` before fit, shape, dtype, row
+order, subset invariance (a client's row does not depend on who is embedded with it), save/load
+round trip, same seed → same output, and that events at or after the cutoff cannot change the
+output; plus a log with an absent event type.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import pytest
 
 from ubp.data.window import InputWindow, write_window
 from ubp.encoders import REGISTRY, create
-from ubp.encoders.base import Run
+from ubp.encoders.base import Encoder, Run
+from ubp.errors import NotFittedError
 from ubp.layout import EventType
+from ubp.recipe import NORMALISATIONS
 
 # Small settings so that every block fits in seconds on the tiny world.
 FAST_OPTIONS: dict[str, dict] = {
@@ -73,7 +77,14 @@ def test_encoder_contract(name: str, tiny_world: Path, tampered_world: Path, tmp
     unknown = np.array([ids.max() + 12345, -7], dtype=np.int64)  # clients with no events at all
     ids = np.concatenate([ids, unknown])
 
-    enc = fast(name).fit(window, Run(seed=3, work_dir=tmp_path / "a", show_progress=False))
+    enc = fast(name)
+    assert isinstance(enc, Encoder) and enc.name == name
+    assert enc.preferred_normalise in NORMALISATIONS and enc.preferred_normalise != "auto"
+    assert not hasattr(enc, "cache_")  # fitted state exists only after fit
+    with pytest.raises(NotFittedError, match=name):
+        enc.transform(window, ids)
+
+    enc = enc.fit(window, Run(seed=3, work_dir=tmp_path / "a", show_progress=False))
     x = enc.transform(window, ids)
     assert x.dtype == np.float32 and x.ndim == 2 and x.shape[0] == len(ids) and x.shape[1] >= 1
     assert np.isfinite(x).all()
@@ -81,8 +92,13 @@ def test_encoder_contract(name: str, tiny_world: Path, tampered_world: Path, tmp
     perm = np.random.default_rng(0).permutation(len(ids))
     np.testing.assert_allclose(enc.transform(window, ids[perm]), x[perm], rtol=1e-5, atol=1e-6)
 
+    # Subset invariance: a few clients (one without events) get the rows they get among all.
+    subset = np.array([len(ids) - 1, 5, 0, 17])
+    np.testing.assert_allclose(enc.transform(window, ids[subset]), x[subset], rtol=1e-5, atol=1e-6)
+
     enc.save(tmp_path / "saved")
     loaded = type(enc).load(tmp_path / "saved")
+    assert isinstance(loaded, Encoder)
     np.testing.assert_allclose(loaded.transform(window, ids), x, rtol=1e-5, atol=1e-6)
 
     # Same seed, same output — on a window that also holds events at/after the cutoff.

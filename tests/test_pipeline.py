@@ -38,6 +38,8 @@ def test_run_end_to_end_then_refit_only_the_changed_block(tiny_world: Path, tmp_
     profile = json.loads((out / "entry" / "profile.json").read_text())
     assert profile["cached_blocks"] == ["counts"]  # only the autoencoder's options changed
     assert [b["name"] for b in profile["blocks"]] == ["counts", "autoencoder"]
+    model = json.loads((out / "model" / "model.json").read_text())  # the fitted profile, ready for `ubp embed --model`
+    assert [b["columns"] for b in model["blocks"]] == [b["columns"] for b in profile["blocks"]]
     ids, emb = read_entry(out / "entry")
     assert emb.dtype == np.float16 and emb.shape == (len(ids), profile["width"])
     assert sorted(ids.tolist()) == sorted(np.load(tiny_world / "input" / "relevant_clients.npy").tolist())
@@ -57,14 +59,14 @@ def test_blend_normalises_weights_and_drops_zero_weight_blocks() -> None:
     a = rng.normal(5.0, 3.0, size=(200, 4))
     b = rng.normal(0.0, 1.0, size=(200, 6))
     recipe = Recipe(blocks=(BlockSpec("random", normalise="standardize"), BlockSpec("counts", normalise="l2", weight=2.0)))
-    matrix, manifest = blend([_block("random", a, normalise="standardize"), _block("counts", b, normalise="l2", weight=2.0)], recipe)
+    matrix, manifest, _ = blend([_block("random", a, normalise="standardize"), _block("counts", b, normalise="l2", weight=2.0)], recipe)
     assert matrix.shape == (200, 10)
     np.testing.assert_allclose(matrix[:, :4].mean(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose(matrix[:, :4].std(axis=0), 1.0, atol=1e-4)
     np.testing.assert_allclose(np.linalg.norm(matrix[:, 4:], axis=1), 2.0 * np.sqrt(6), rtol=1e-5)
     assert [m["columns"] for m in manifest] == [[0, 4], [4, 10]]
 
-    dropped, manifest = blend([_block("random", a), _block("counts", b, weight=0.0)], recipe)
+    dropped, manifest, _ = blend([_block("random", a), _block("counts", b, weight=0.0)], recipe)
     assert dropped.shape == (200, 4) and [m["name"] for m in manifest] == ["random"]
     assert manifest[0]["normalise"] == "none"  # `auto`: random noise is already unit scale
     np.testing.assert_array_equal(dropped, a.astype(np.float32))
@@ -74,20 +76,20 @@ def test_blend_caps_the_width_with_pca() -> None:
     rng = np.random.default_rng(1)
     blocks = [_block("random", rng.normal(size=(300, 40))), _block("counts", rng.normal(size=(300, 20)))]
     recipe = Recipe(blocks=(BlockSpec("random"), BlockSpec("counts")), max_width=30)
-    matrix, manifest = blend(blocks, recipe)
+    matrix, manifest, _ = blend(blocks, recipe)
     assert matrix.shape[1] <= 30
     assert all(m["out_dim"] < m["in_dim"] for m in manifest)
 
 
 def test_pca_fits_on_a_row_sample_and_projects_every_row(monkeypatch) -> None:
-    import ubp.profile
+    import ubp.normaliser
 
     rng = np.random.default_rng(2)
     low_rank = rng.normal(size=(500, 3)) @ rng.normal(size=(3, 12))  # 3 directions hold everything
     spec = BlockSpec("counts", pca=3, normalise="none")
-    whole, info = normalise(low_rank, spec, seed=0)
-    monkeypatch.setattr(ubp.profile, "PCA_FIT_ROWS", 50)
-    sampled, sampled_info = normalise(low_rank, spec, seed=0)
+    whole, info, _ = normalise(low_rank, spec, seed=0)
+    monkeypatch.setattr(ubp.normaliser, "PCA_FIT_ROWS", 50)
+    sampled, sampled_info, _ = normalise(low_rank, spec, seed=0)
     assert info["pca_fit_rows"] == 500 and sampled_info["pca_fit_rows"] == 50
     assert sampled.shape == whole.shape == (500, 3)
     assert sampled_info["pca_explained_variance"] > 0.999
@@ -137,7 +139,7 @@ def test_blend_in_row_chunks_matches_whole_matrix_float64(monkeypatch) -> None:
     std = x64.std(axis=0)
     want = (np.clip((x64 - x64.mean(axis=0)) / std, -5.0, 5.0) * 0.3).astype(np.float32)
     block = _block("counts", x, normalise="standardize", weight=0.3)
-    matrix, _ = blend([block], Recipe(blocks=(BlockSpec("counts", normalise="standardize", weight=0.3),)))
+    matrix, _, _ = blend([block], Recipe(blocks=(BlockSpec("counts", normalise="standardize", weight=0.3),)))
     np.testing.assert_array_equal(matrix, want)
     assert matrix is block.matrix
 

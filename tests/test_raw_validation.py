@@ -71,7 +71,10 @@ def test_valid_world_is_prepared(tmp_path: Path) -> None:
     assert q["query"][0].to_list() == list(range(1, 16)) + [255]
     products = pl.read_parquet(root / "prepared" / "product_properties.parquet")
     assert products.schema["price"] == pl.Int16 and products.schema["name"] == pl.Array(pl.UInt8, 16)
-    (root / "page_visit.parquet").touch()  # a changed raw file makes the store stale
+    (root / "page_visit.parquet").touch()  # a new date alone is not a change: the key is the content
+    assert is_current(root)
+    visits = pl.read_parquet(root / "page_visit.parquet")
+    visits.head(2).write_parquet(root / "page_visit.parquet")  # a changed raw file makes the store stale
     assert not is_current(root)
 
 

@@ -135,12 +135,17 @@ def test_model_is_causal(window: InputWindow) -> None:
     assert not torch.allclose(after[:, j + 1], hidden[:, j + 1])
 
 
-def test_padding_changes_neither_losses_nor_embeddings(window: InputWindow) -> None:
+def _tiny_model(window: InputWindow) -> tuple:
+    """(config, tokens, item vocabulary, a seeded untrained tiny model in eval mode) of the window."""
     cfg = make_config("tiny", **TINY)
     tokens = tokenize(window, cfg.hash_rows, cfg.price_buckets)
     vocab = vocabulary_tensors(*item_vocabulary(tokens, cfg.hash_rows))
     torch.manual_seed(0)
-    model = SequenceModel(cfg).eval()
+    return cfg, tokens, vocab, SequenceModel(cfg).eval()
+
+
+def test_padding_changes_neither_losses_nor_embeddings(window: InputWindow) -> None:
+    cfg, tokens, vocab, model = _tiny_model(window)
     u = int(np.argmax(tokens.lengths))
     s = tokens.offsets[u : u + 1]
     exact = make_batch(tokens, s, s + 6)
@@ -170,11 +175,7 @@ def test_batch_width_rounds_up_to_the_multiple_within_the_limit() -> None:
 
 def test_a_wider_batch_gives_the_same_losses_and_embeddings(window: InputWindow) -> None:
     """Padding to a fixed width (as on a GPU) changes nothing at the real positions."""
-    cfg = make_config("tiny", **TINY)
-    tokens = tokenize(window, cfg.hash_rows, cfg.price_buckets)
-    vocab = vocabulary_tensors(*item_vocabulary(tokens, cfg.hash_rows))
-    torch.manual_seed(0)
-    model = SequenceModel(cfg).eval()
+    cfg, tokens, vocab, model = _tiny_model(window)
     order = np.argsort(tokens.lengths)[::-1][:3]
     start = tokens.offsets[order]
     end = np.minimum(tokens.offsets[order + 1], start + 10)

@@ -53,3 +53,15 @@ def test_transform_clips_imputes_and_round_trips() -> None:
     back = Standardizer.from_dict(s.to_dict())
     assert np.array_equal(back.mean, s.mean) and np.array_equal(back.std, s.std) and back.clip == s.clip
     assert Standardizer.from_dict(Standardizer(s.mean, s.std).to_dict()).clip is None
+
+
+def test_matches_the_profile_normaliser_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile block's standardization is this standardizer with clip 5 and floor 1e-12."""
+    from ubp.normaliser import fit_normaliser
+
+    monkeypatch.setattr(chunks, "ROWS", 16)
+    x = np.random.default_rng(3).normal(2.0, 3.0, size=(100, 5)).astype(np.float32)
+    x[:, 2] = 1.5  # a constant column
+    chunk = x[10:40].astype(np.float64)
+    normaliser, _ = fit_normaliser(x, "standardize", 1.0, None, seed=0)
+    assert np.array_equal(Standardizer.fit(x, clip=5.0, floor=1e-12).transform(chunk), normaliser.scale(chunk))

@@ -10,9 +10,12 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from ubp.cache import cache_root
+from ubp.device import resolve_device
 from ubp.encoders.base import Run
 from ubp.encoders.registry import create
-from ubp.pipeline import RunOptions, _device, ensure_split, ensure_world, evaluate_cached
+from ubp.encoders.sequence.config import OBJECTIVES
+from ubp.pipeline import RunOptions, ensure_split, ensure_world, evaluate_cached
 from ubp.plots import grouped_bars
 from ubp.profile import build_profile
 from ubp.recipe import Recipe
@@ -21,7 +24,7 @@ from ubp.recipe import Recipe
 # A block with switches exposes its resolved options as `.config`; an objective already off there
 # (future_window is off by default) gets no variant, as it would only repeat "all".
 OBJECTIVE_SWITCHES: dict[str, dict[str, tuple[str, object]]] = {
-    "sequence": {f"{o.upper()}": (f"{o}_weight", 0.0) for o in ("nip", "nup", "netp", "tdp", "future_window")},
+    "sequence": {f"{o.upper()}": (f"{o}_weight", 0.0) for o in OBJECTIVES},
 }
 
 
@@ -48,12 +51,12 @@ def ablate(opts: RunOptions, recipe: Recipe) -> Path:
     out = Path(opts.out)
     data_dir = ensure_world(opts)
     window = ensure_split(data_dir)
-    run = Run(seed=recipe.seed, device=_device(opts.device), show_progress=opts.show_progress)
+    run = Run(seed=recipe.seed, device=str(resolve_device(opts.device)), show_progress=opts.show_progress)
     table: dict[str, dict] = {}
     for name, variant in variants(recipe).items():
         slug = name.replace(" ", "_")
         entry = out / "ablation" / slug / "entry"
-        build_profile(window, variant, entry, out / "blocks", run)
+        build_profile(window, variant, entry, cache_root(opts.cache) / "blocks", run)
         table[name] = evaluate_cached(data_dir, entry, out / "ablation" / slug / "eval", opts)
     from ubp.run_report import score_table, task_means
 

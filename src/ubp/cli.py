@@ -37,32 +37,6 @@ def main() -> None:
     """Universal Behavioral Profiles: event logs in, one vector per user out."""
 
 
-ENGINE_OPTIONS = [
-    click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                 help="Where the per-shard maps run: here, or on Ray (the cluster at RAY_ADDRESS)."),
-    click.option("--ray-runtime-env", default=None,
-                 help="Ray runtime_env as JSON (default: $UBP_RAY_RUNTIME_ENV)."),
-    click.option("--scratch", default=None,
-                 help="Where Ray tasks write per-shard tables; a path or URI every node reaches "
-                      "(default: $UBP_SCRATCH, else DIR/input/.ubp-scratch)."),
-]
-
-
-def _engine_options(fn):
-    """--engine, --ray-runtime-env and --scratch, turned into one `engines.Engine` argument `engine`."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, engine, ray_runtime_env, scratch, **kwargs):
-        from ubp import engines
-
-        return fn(*args, engine=engines.from_env(engine, ray_runtime_env, scratch), **kwargs)
-
-    for option in reversed(ENGINE_OPTIONS):
-        wrapper = option(wrapper)
-    return wrapper
-
-
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="World directory to write.")
 @click.option("--clients", type=int, default=None, help="Number of users (overrides --scale).")
@@ -95,8 +69,11 @@ def prepare(data_dir: Path) -> None:
 def split(data_dir: Path) -> None:
     """Split into the input window and the train/validation target windows (organisers' rules)."""
     from ubp.data.split import split as run_split
+    from ubp.pipeline import split_key, stamp_split
 
+    key = split_key(data_dir)
     click.echo(run_split(data_dir).describe())
+    stamp_split(data_dir, key)
 
 
 @main.command()
@@ -146,30 +123,186 @@ def blocks() -> None:
         click.echo(name)
 
 
+_CACHE = click.option("--cache", type=click.Path(path_type=Path), default=None,
+                      help="Cache folder (fitted blocks, embedding windows). Default: $UBP_CACHE_DIR or ~/.cache/ubp.")
+_DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+_ENGINE_OPTIONS = [
+    click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                 help="Where the per-shard maps run: here, or on Ray (the cluster at RAY_ADDRESS)."),
+    click.option("--ray-runtime-env", default=None,
+                 help="Ray runtime_env as JSON (default: $UBP_RAY_RUNTIME_ENV)."),
+    click.option("--scratch", default=None,
+                 help="Where Ray tasks write per-shard tables; a path or URI every node reaches "
+                      "(default: $UBP_SCRATCH, else DIR/input/.ubp-scratch)."),
+]
+
+
+def _ENGINE(fn):
+    """--engine, --ray-runtime-env and --scratch, turned into one `engines.Engine` argument `engine`."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, engine, ray_runtime_env, scratch, **kwargs):
+        from ubp import engines
+
+        return fn(*args, engine=engines.from_env(engine, ray_runtime_env, scratch), **kwargs)
+
+    for option in reversed(_ENGINE_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+
 @main.command()
-@click.option("--data-dir", required=True, help="A data folder or an object-store URI (s3://bucket/world).")
-@click.option("--blocks", "block_names", required=True, help="Comma-separated block names, e.g. features,counts.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Entry folder to write.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--cache", type=click.Path(path_type=Path), default=None, help="Fitted-block cache (default: OUT/blocks).")
+@click.option("--data-dir", type=click.Path(path_type=Path), required=True, help="Raw challenge directory to fit on.")
+@click.option("--config", type=click.Path(path_type=Path), default=None, help="Profile recipe (TOML). Default: the shipped one.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Model folder to write.")
+@_CACHE
+@_DEVICE
 @_fail_cleanly
-@_engine_options
-def embed(data_dir: str, block_names: str, out: Path, seed: int, device: str, cache: Path | None, engine) -> None:
-    """Fit blocks on the input window and write an entry for the relevant clients."""
+@_ENGINE
+def fit(data_dir: Path, config: Path | None, out: Path, cache: Path | None, device: str, engine) -> None:
+    """Fit a profile on a log's input window and save it as a model folder (for `ubp embed --model`)."""
     from ubp import engines
-    from ubp.data.window import InputWindow
+    from ubp.cache import cache_root
+    from ubp.device import resolve_device
     from ubp.encoders.base import Run
-    from ubp.pipeline import _device
+    from ubp.pipeline import ensure_split
+    from ubp.profile import build_profile
+    from ubp.recipe import load_recipe
+
+    _logging()
+    recipe = load_recipe(config)
+    window = ensure_split(data_dir)
+    run = Run(seed=recipe.seed, device=str(resolve_device(device)), show_progress=sys.stderr.isatty())
+    with engines.use(engine):
+        profile = build_profile(window, recipe, None, cache_root(cache) / "blocks", run, model_dir=out)
+    click.echo(f"{out}: model of {profile['width']} columns fitted on {profile['n_clients']:,} clients "
+               f"(window before {window.cutoff}); cached blocks: {', '.join(profile['cached_blocks']) or 'none'}")
+
+
+@main.command()
+@click.option("--data-dir", required=True,
+              help="Log in the challenge layout; with --blocks also the URI of a split window (s3://bucket/world).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Entry folder to write.")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="A fitted profile (ubp fit / RUN/model): applied without refitting.")
+@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f"]), default=None,
+              help="With --model: embed from the events before this date only. Default: midnight after the last event.")
+@click.option("--clients", type=click.Path(path_type=Path), default=None,
+              help="With --model: .npy of client ids to embed. Default: the log's input/relevant_clients.npy.")
+@click.option("--format", "fmt", type=click.Choice(["npy", "parquet"]), default="npy", show_default=True,
+              help="npy: the challenge entry (float16); parquet: client_id + the columns.")
+@click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float32", show_default=True, help="Parquet values.")
+@click.option("--columns", "layout", type=click.Choice(["list", "named"]), default="list", show_default=True,
+              help="Parquet: one fixed-size list column `embedding`, or one named column per dimension.")
+@click.option("--blocks", "block_names", default=None, help="Without --model: fit these blocks (comma-separated) here.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fit (--blocks).")
+@_CACHE
+@_DEVICE
+@_fail_cleanly
+@_ENGINE
+def embed(data_dir: str, out: Path, model: Path | None, as_of, clients: Path | None, fmt: str, dtype: str, layout: str,
+          block_names: str | None, seed: int, cache: Path | None, device: str, engine) -> None:
+    """Embed clients: with --model, a saved profile applied to any log at any date; with --blocks,
+    blocks fitted on the log's input window."""
+    from ubp import engines, store
+    from ubp.cache import cache_root
+    from ubp.errors import UsageError
+
+    if (model is None) == (block_names is None):
+        raise UsageError("give exactly one of --model (apply a saved profile) and --blocks (fit blocks here)")
+    _logging()
+    if model is not None:
+        from ubp.embedding import embed_with_model
+
+        with engines.use(engine):
+            summary = embed_with_model(model, store.local_path(store.resolve(data_dir)), out, cache_root(cache), as_of,
+                                       clients, fmt, dtype, layout)
+        click.echo(summary.describe())
+        return
+    if as_of is not None or clients is not None or fmt != "npy":
+        raise UsageError("--as-of, --clients and --format go with --model; --blocks fits and embeds the input window")
+    from ubp.device import resolve_device
+    from ubp.encoders.base import Run
+    from ubp.pipeline import ensure_split
     from ubp.profile import build_profile
     from ubp.recipe import recipe_for_blocks
 
     recipe = recipe_for_blocks([b.strip() for b in block_names.split(",") if b.strip()], seed=seed)
-    window = InputWindow.open(data_dir)
-    run = Run(seed=seed, device=_device(device), show_progress=sys.stderr.isatty())
+    window = ensure_split(data_dir)
+    run = Run(seed=seed, device=str(resolve_device(device)), show_progress=sys.stderr.isatty())
     with engines.use(engine):
-        profile = build_profile(window, recipe, out, cache or out / "blocks", run)
+        profile = build_profile(window, recipe, out, cache_root(cache) / "blocks", run)
     click.echo(f"{out}: {profile['n_clients']} clients x {profile['width']} columns ({block_names})")
+
+
+@main.command()
+@click.option("--entry", "entry_dir", type=click.Path(path_type=Path), required=True, help="Entry folder (npy or parquet).")
+@click.option("--client", "client_id", type=int, default=None, help="One client id.")
+@click.option("--clients", type=click.Path(path_type=Path), default=None, help=".npy of client ids.")
+@click.option("-k", type=int, default=10, show_default=True, help="Neighbours per client.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the neighbours as parquet here instead of printing.")
+@_fail_cleanly
+def similar(entry_dir: Path, client_id: int | None, clients: Path | None, k: int, out: Path | None) -> None:
+    """Cosine nearest neighbours of clients in an entry (faiss; the index is saved beside the entry)."""
+    import numpy as np
+
+    from ubp.errors import UsageError
+    from ubp.neighbours import neighbours
+
+    if (client_id is None) == (clients is None):
+        raise UsageError("give exactly one of --client ID and --clients FILE")
+    if client_id is not None:
+        ids = np.array([client_id], dtype=np.int64)
+    else:
+        from ubp.data.raw import read_relevant_clients
+
+        ids = read_relevant_clients(clients)
+    table = neighbours(entry_dir, ids, k)
+    if out is not None:
+        from ubp.io import write_with
+
+        write_with(out, table.write_parquet)
+        click.echo(f"{out}: {len(table):,} rows (client_id, rank, neighbour_id, similarity)")
+    else:
+        click.echo(table.write_csv(separator="\t"), nl=False)
+
+
+@main.group()
+def cache() -> None:
+    """Show and free the cache (fitted blocks, embedding windows)."""
+
+
+@cache.command("list")
+@_CACHE
+def cache_list(cache: Path | None) -> None:
+    """Every cache entry: size, last use, what made it."""
+    from ubp.cache import cache_root, entries
+
+    root = cache_root(cache)
+    found = entries(root)
+    for e in found:
+        click.echo(e.describe())
+    click.echo(f"{root}: {len(found)} entries, {sum(e.size for e in found) / 2**20:.1f} MiB")
+
+
+@cache.command("clear")
+@click.option("--older-than", "older_than", default=None, help="Only entries unused for this long: 90s, 30m, 12h, 7d.")
+@_CACHE
+@_fail_cleanly
+def cache_clear(older_than: str | None, cache: Path | None) -> None:
+    """Remove cache entries (all, or those unused for --older-than)."""
+    from ubp.cache import cache_root, clear, parse_age
+
+    root = cache_root(cache)
+    removed = clear(root, parse_age(older_than) if older_than else None)
+    click.echo(f"{root}: removed {len(removed)} entries, {sum(e.size for e in removed) / 2**20:.1f} MiB")
 
 
 def _run_options(fn):
@@ -189,20 +322,19 @@ def _run_options(fn):
         click.option("--orders", type=int, default=5, show_default=True,
                      help="Score K times: behaviour-free row order k, network seed 1278+k."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        _ENGINE,
+        _CACHE,
     ]
 
     @functools.wraps(fn)
-    @_engine_options
-    def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device, engine):
-        import logging
-
+    def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device, engine, cache):
         from ubp import engines
         from ubp.pipeline import RunOptions
         from ubp.recipe import load_recipe
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+        _logging()
         opts = RunOptions(out=out, data_dir=data_dir, scale=scale, world_seed=world_seed, mode=mode,
-                          orders=orders, device=device, show_progress=sys.stderr.isatty())
+                          orders=orders, device=device, show_progress=sys.stderr.isatty(), cache=cache)
         with engines.use(engine):
             return fn(opts, load_recipe(config))
 

@@ -1,13 +1,14 @@
 """`ubp run`: raw logs (or a generated world) → split → blocks → profile → validate → scores → report.
 
 Every stage writes files and is skipped when its output is already there for the same
-inputs, so a second run after changing one block refits only that block, and a killed
-run resumes where it stopped.
+inputs (their content, the options and the code version), so a second run after changing one
+block refits only that block, a changed log is split and fitted again, a moved data folder
+refits nothing, and a killed run resumes where it stopped. The fitted profile is written to
+RUN/model (`ubp.model`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -16,8 +17,12 @@ from pathlib import Path
 
 
 from ubp import store
+from ubp.cache import cache_root
 from ubp.data.window import InputWindow
+from ubp.device import resolve_device
 from ubp.encoders.base import Run
+from ubp.fingerprint import code_version, digest, files_fingerprint
+from ubp.io import write_json
 from ubp.layout import TASKS
 from ubp.monitor import StageTimes
 from ubp.profile import build_profile
@@ -40,14 +45,16 @@ class RunOptions:
     tasks: tuple[str, ...] = TASKS
     references: tuple[str, ...] = REFERENCES
     show_progress: bool = False
+    cache: Path | None = None  # the fitted-block cache (None: `ubp.cache.cache_root`)
 
 
 def ensure_world(opts: RunOptions) -> Path:
-    """The data directory: the user's, or a synthetic world generated once."""
+    """The data directory: the user's, or a synthetic world generated once per scale and seed."""
     if opts.data_dir is not None:  # a URI is refused here: split and evaluation write beside the data
         return store.local_path(store.resolve(opts.data_dir))
     world = Path(opts.out) / "world"
-    if not (world / "world.json").is_file():
+    made = json.loads((world / "world.json").read_text()) if (world / "world.json").is_file() else {}
+    if (made.get("scale"), made.get("seed")) != (opts.scale, opts.world_seed):
         from ubp.synth.world import generate
 
         log.info("generating the %s synthetic world in %s", opts.scale, world)
@@ -55,33 +62,56 @@ def ensure_world(opts: RunOptions) -> Path:
     return world
 
 
-def ensure_split(data_dir: Path) -> InputWindow:
-    """Prepare and split unless an input window and the targets are already there."""
-    if not ((data_dir / "input" / "window" / "window.json").is_file() and (data_dir / "target" / "validation_target.parquet").is_file()):
+SPLIT_KEY = "split_key.json"
+
+
+def split_key(data_dir: Path) -> dict:
+    """What the split depends on: the raw files' content, the relevant clients and the split's code."""
+    from ubp.data.prepare import RELEVANT, raw_fingerprint
+
+    return {"raw": raw_fingerprint(data_dir), "relevant": files_fingerprint(data_dir, [str(RELEVANT)]),
+            "code": code_version("ubp.data.split")}
+
+
+def stamp_split(data_dir: Path, key: dict) -> None:
+    """Record beside the input window the key (`split_key`, taken before the split) it was made from."""
+    write_json(Path(data_dir) / "input" / SPLIT_KEY, key)
+
+
+def ensure_split(data_dir: Path | str) -> InputWindow:
+    """Prepare and split unless the input window and targets there were made from the raw files as
+    they are now (content, not dates) by this code. A window in an object store is read as it is:
+    split it where its raw files are, then copy `DIR/input/` there."""
+    if store.is_uri(data_dir):
+        return InputWindow.open(data_dir)
+    data_dir = Path(data_dir)
+    stamp = data_dir / "input" / SPLIT_KEY
+    key = split_key(data_dir)
+    made = (data_dir / "input" / "window" / "window.json").is_file() and (data_dir / "target" / "validation_target.parquet").is_file()
+    if not (made and stamp.is_file() and json.loads(stamp.read_text()) == key):
         from ubp.data.split import split
 
         log.info("%s", split(data_dir).describe())
+        stamp_split(data_dir, key)
     return InputWindow.open(data_dir)
 
 
 def entry_digest(entry_dir: Path) -> str:
-    h = hashlib.sha1()
-    for name in ("client_ids.npy", "embeddings.npy"):
-        with open(entry_dir / name, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
+    return digest(files_fingerprint(entry_dir, ["client_ids.npy", "embeddings.npy"]), size=8)
 
 
 def evaluate_cached(data_dir: Path, entry_dir: Path, out: Path, opts: RunOptions) -> dict:
-    """Scores of one entry, reusing earlier scores of the same entry bytes and settings."""
+    """Scores of one entry, reusing earlier scores of the same entry bytes, targets, code and settings."""
     from dataclasses import asdict
 
     from ubp.evaluation.evaluate import evaluate
     from ubp.evaluation.trainer import PROTOCOLS
 
+    targets = sorted(str(p.relative_to(data_dir)) for p in (Path(data_dir) / "target").glob("*") if p.is_file())
     key = {"entry": entry_digest(entry_dir), "mode": opts.mode, "protocol": asdict(PROTOCOLS[opts.mode]),
-           "orders": opts.orders, "seeds": "1278+k", "tasks": list(opts.tasks)}
+           "orders": opts.orders, "seeds": "1278+k", "tasks": list(opts.tasks),
+           "targets": digest(files_fingerprint(data_dir, [*targets, "input/relevant_clients.npy"])),
+           "code": code_version("ubp.evaluation.evaluate")}
     stamp = out / "eval_key.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == key and (out / "scores.json").is_file():
         return json.loads((out / "scores.json").read_text())
@@ -89,7 +119,7 @@ def evaluate_cached(data_dir: Path, entry_dir: Path, out: Path, opts: RunOptions
         data_dir, entry_dir, out, tasks=opts.tasks, mode=opts.mode, device=opts.device,
         orders=opts.orders, strict=False, show_progress=opts.show_progress,
     )
-    stamp.write_text(json.dumps(key))
+    write_json(stamp, key)
     return json.loads((out / "scores.json").read_text())
 
 
@@ -99,7 +129,7 @@ def evaluation_workers(opts: RunOptions, n_entries: int) -> int:
     from ubp.evaluation.trainer import PROTOCOLS
 
     threads = PROTOCOLS[opts.mode].threads
-    if _device(opts.device) != "cpu" or threads is None:
+    if resolve_device(opts.device).type != "cpu" or threads is None:
         return 1
     return max(1, min(n_entries, (os.cpu_count() or 1) // threads))
 
@@ -144,9 +174,10 @@ def run(opts: RunOptions, recipe: Recipe) -> Path:
         data_dir = ensure_world(opts)
     with times.stage("prepare+split"):
         window = ensure_split(data_dir)
-    run_ctx = Run(seed=recipe.seed, device=_device(opts.device), show_progress=opts.show_progress)
+    run_ctx = Run(seed=recipe.seed, device=str(resolve_device(opts.device)), show_progress=opts.show_progress)
+    blocks_dir = cache_root(opts.cache) / "blocks"
     with times.stage("profile"):
-        profile = build_profile(window, recipe, out / "entry", out / "blocks", run_ctx)
+        profile = build_profile(window, recipe, out / "entry", blocks_dir, run_ctx, model_dir=out / "model")
     problems = validate_entry(data_dir, out / "entry", relevant_check=True)
     if problems:
         raise ValueError("the profile entry is not valid: " + "; ".join(problems))
@@ -156,18 +187,9 @@ def run(opts: RunOptions, recipe: Recipe) -> Path:
             if ref == "oracle" and not (data_dir / "oracle" / "embeddings.npy").is_file():
                 continue
             ref_dir = out / "references" / ref
-            build_profile(window, recipe_for_blocks([ref], seed=recipe.seed), ref_dir, out / "blocks", run_ctx)
+            build_profile(window, recipe_for_blocks([ref], seed=recipe.seed), ref_dir, blocks_dir, run_ctx)
             entries[ref] = ref_dir
     scores = evaluate_entries(data_dir, entries, out / "eval", opts, times)
     report = write_run_report(out, profile=profile, scores=scores, stages=times.stages, window=window,
                               entry_dir=out / "entry", mode=opts.mode)
     return report
-
-
-def _device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-

@@ -1,40 +1,55 @@
-"""The profile: fit each block (cached), normalise, weight, concatenate, write the entry.
+"""The profile: fit each block (cached), normalise, weight, concatenate, write the entry (and the model).
 
-Blocks are fitted on the input window and cached under `blocks_dir/<name>-<key>/`, the key
-being the block's options, the seed and the window's fingerprint: changing one block's
-options refits that block only.
+A fitted block is cached under `blocks_dir/<name>-<key>/`, the key a digest of the block's name,
+options and seed, the code version of its encoder (`ubp.fingerprint.code_version`) and the
+content of the input window it was fitted on: changing one block's options or code refits that
+block only, a rewritten log refits every block, a moved data folder refits nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
+import posixpath
 import shutil
-from collections.abc import Callable
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 import ubp
-from ubp.data.window import InputWindow
-from ubp.encoders import create
+from ubp.cache import touch, write_meta
+from ubp.chunks import spans
+from ubp.data.window import MANIFEST, PRODUCTS, RELEVANT, InputWindow
+from ubp.encoders import REGISTRY, create
 from ubp.encoders.base import Run
-from ubp.chunks import column_sum, spans
 from ubp import store
-from ubp.entry import atomic_save_npy, write_entry
+from ubp.entry import write_entry
+from ubp.fingerprint import code_version, digest, files_fingerprint
+from ubp.io import save_npy, write_json
+from ubp.normaliser import Normaliser, fit_normaliser
 from ubp.recipe import BlockSpec, Recipe
 
 log = logging.getLogger(__name__)
 
-PCA_FIT_ROWS = 200_000  # rows a block's PCA is fitted on (a 1,127-column block: 1.7 GiB of float64)
+MODEL = "model"  # the fitted encoder's folder inside a cache entry
 
 
 def window_fingerprint(window: InputWindow) -> str:
-    """Identifies the window's content: its manifest and the data folder it came from."""
-    manifest = store.read_bytes(store.join(window.root, "window.json"))
-    return hashlib.sha1(manifest + window.root.encode()).hexdigest()[:12]
+    """Digest of the window's content: its manifest, event shards, products and relevant clients."""
+    names = [MANIFEST, PRODUCTS, RELEVANT, *(posixpath.relpath(s, window.root) for s in window.shards)]
+    return digest(files_fingerprint(window.root, names))
+
+
+def block_key(spec: BlockSpec, seed: int, window: InputWindow, window_fp: str) -> dict:
+    """Everything a fitted block depends on (not its weight or normalisation: those act after it)."""
+    cls = REGISTRY[spec.name]
+    key = {"block": spec.name, "options": spec.options, "seed": seed, "code": code_version(cls.__module__),
+           "window": window_fp}
+    beside = getattr(cls, "reads_beside_window", ())  # files a block reads in DIR beside the window (the oracle)
+    if beside:
+        key["beside_window"] = files_fingerprint(window.data_dir, list(beside))
+    return key
 
 
 @dataclass(frozen=True)
@@ -43,21 +58,26 @@ class BlockMatrix:
     matrix: np.ndarray  # float32 (n_clients, dim), rows in the order of the profile's client ids
     cached: bool
     seconds: float
+    model_dir: Path | None = None  # the fitted encoder (saved), when it came from `fit_block`
 
 
 def fit_block(
-    spec: BlockSpec, window: InputWindow, client_ids: np.ndarray, blocks_dir: Path, run: Run
+    spec: BlockSpec, window: InputWindow, client_ids: np.ndarray, blocks_dir: Path, run: Run,
+    window_fp: str | None = None,
 ) -> BlockMatrix:
-    """Fit `spec` on the window (or reuse a cached fit) and embed `client_ids`."""
-    import time
-
-    key = f"{spec.name}-{spec.fit_key(run.seed)}-{window_fingerprint(window)}"
-    folder = Path(blocks_dir) / key
-    matrix_path = folder / "matrix.npy"
-    ids_path = folder / "client_ids.npy"
-    if matrix_path.is_file() and ids_path.is_file() and np.array_equal(np.load(ids_path), client_ids):
-        log.info("block %s: cached (%s)", spec.name, folder)
-        return BlockMatrix(spec, np.load(matrix_path), cached=True, seconds=0.0)
+    """Fit `spec` on the window (or load the cached fit) and embed `client_ids`."""
+    key = block_key(spec, run.seed, window, window_fp or window_fingerprint(window))
+    folder = Path(blocks_dir) / f"{spec.name}-{digest(key)}"
+    matrix_path, ids_path = folder / "matrix.npy", folder / "client_ids.npy"
+    if (folder / "meta.json").is_file():
+        touch(folder)
+        if np.array_equal(np.load(ids_path), client_ids):
+            log.info("block %s: cached (%s)", spec.name, folder)
+            return BlockMatrix(spec, np.load(matrix_path), cached=True, seconds=0.0, model_dir=folder / MODEL)
+        log.info("block %s: cached fit (%s), embedding %d other clients", spec.name, folder, len(client_ids))
+        encoder = REGISTRY[spec.name].load(folder / MODEL)
+        return BlockMatrix(spec, checked_rows(encoder, spec.name, window, client_ids), cached=True, seconds=0.0,
+                           model_dir=folder / MODEL)
     start = time.perf_counter()
     log.info("block %s: fitting", spec.name)
     block_run = Run(
@@ -65,84 +85,45 @@ def fit_block(
     )
     (folder / "work").mkdir(parents=True, exist_ok=True)
     encoder = create(spec.name, **spec.options).fit(window, block_run)
+    matrix = checked_rows(encoder, spec.name, window, client_ids)
+    encoder.save(folder / MODEL)
+    save_npy(matrix_path, matrix)
+    save_npy(ids_path, client_ids)
+    shutil.rmtree(folder / "work", ignore_errors=True)
+    write_meta(folder, "blocks", {**key, "data_dir": str(window.data_dir.resolve()), "n_clients": len(client_ids)})
+    return BlockMatrix(spec, matrix, cached=False, seconds=round(time.perf_counter() - start, 2), model_dir=folder / MODEL)
+
+
+def checked_rows(encoder, name: str, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+    """The encoder's float32 rows for `client_ids`, checked for shape and finiteness."""
     matrix = np.asarray(encoder.transform(window, client_ids), dtype=np.float32)
     finite = all(np.isfinite(matrix[r]).all() for r in spans(len(matrix)))  # no n x dim mask
     if matrix.shape[0] != len(client_ids) or not finite:
-        raise RuntimeError(f"block {spec.name}: transform returned shape {matrix.shape} or non-finite values")
-    model_tmp = folder / "model.tmp"
-    shutil.rmtree(model_tmp, ignore_errors=True)
-    encoder.save(model_tmp)
-    shutil.rmtree(folder / "model", ignore_errors=True)
-    model_tmp.rename(folder / "model")
-    atomic_save_npy(matrix_path, matrix)
-    atomic_save_npy(ids_path, client_ids)
-    shutil.rmtree(folder / "work", ignore_errors=True)
-    return BlockMatrix(spec, matrix, cached=False, seconds=round(time.perf_counter() - start, 2))
-
-
-
-def _scaler(x: np.ndarray, method: str) -> Callable[[np.ndarray], np.ndarray]:
-    """The row-chunk map (float64 in, float64 out) of `method`, its column statistics taken over all of `x`."""
-    if method == "standardize":
-        n = max(len(x), 1)
-        mean = column_sum((x[r].astype(np.float64) for r in spans(len(x))), x.shape[1]) / n
-        deviations = (np.square(x[r].astype(np.float64) - mean) for r in spans(len(x)))
-        std = np.sqrt(column_sum(deviations, x.shape[1]) / n)
-        std = np.where(std > 1e-12, std, 1.0)
-        return lambda c: np.clip((c - mean) / std, -5.0, 5.0)
-    if method == "l2":
-        root_d = np.sqrt(x.shape[1])
-
-        def l2(c: np.ndarray) -> np.ndarray:
-            norms = np.linalg.norm(c, axis=1, keepdims=True)
-            return c / np.where(norms > 1e-12, norms, 1.0) * root_d
-
-        return l2
-    return lambda c: c
+        raise RuntimeError(f"block {name}: transform returned shape {matrix.shape} or non-finite values")
+    return matrix
 
 
 def normalise(
     matrix: np.ndarray, spec: BlockSpec, seed: int, out: np.ndarray | None = None
-) -> tuple[np.ndarray, dict]:
-    """Scale a block so that each block has unit variance per column on average, then weight it.
-
-    The float64 arithmetic runs on row chunks written straight into `out` (float32, e.g. the
-    block's columns of the profile), so memory is the output plus one chunk. PCA is fitted on at
-    most `PCA_FIT_ROWS` rows (a seeded sample), then applied chunk by chunk: a full-scale block of
-    a million rows would otherwise need a float64 copy of itself (8 GiB for `features`)."""
-    method = spec.resolved_normalise
-    info: dict = {"normalise": method, "in_dim": int(matrix.shape[1])}
-    scale = _scaler(matrix, method)
-    project, out_dim = scale, matrix.shape[1]
-    if spec.pca is not None and spec.pca < matrix.shape[1]:
-        from sklearn.decomposition import PCA
-
-        rows = np.arange(len(matrix))
-        if len(rows) > PCA_FIT_ROWS:
-            rows = np.sort(np.random.default_rng(seed).choice(len(matrix), PCA_FIT_ROWS, replace=False))
-        sample = scale(matrix[rows].astype(np.float64))
-        pca = PCA(n_components=spec.pca, random_state=seed, svd_solver="randomized").fit(sample)
-        fitted = pca.transform(sample)
-        rms = max(float(np.sqrt((fitted**2).sum(axis=1).mean() / fitted.shape[1])), 1e-12)
-        info["pca_explained_variance"] = round(float(pca.explained_variance_ratio_.sum()), 4)
-        info["pca_fit_rows"] = int(len(rows))
-        project, out_dim = (lambda c: pca.transform(scale(c)) / rms), spec.pca
-    info["out_dim"] = int(out_dim)
+) -> tuple[np.ndarray, dict, Normaliser]:
+    """Fit the block's normaliser on `matrix` and write its rows into `out` (float32, e.g. the
+    block's columns of the profile; memory stays the output plus one chunk)."""
+    normaliser, info = fit_normaliser(matrix, spec.resolved_normalise, spec.weight, spec.pca, seed)
     if out is None:
-        out = np.empty((len(matrix), out_dim), dtype=np.float32)
-    for r in spans(len(matrix)):
-        out[r] = project(matrix[r].astype(np.float64)) * spec.weight
-    return out, info
+        out = np.empty((len(matrix), normaliser.out_dim), dtype=np.float32)
+    normaliser.apply_into(matrix, out)
+    return out, info, normaliser
 
 
-def blend(blocks: list[BlockMatrix], recipe: Recipe) -> tuple[np.ndarray, list[dict]]:
+def blend(blocks: list[BlockMatrix], recipe: Recipe) -> tuple[np.ndarray, list[dict], list[Normaliser]]:
     """Concatenate normalised, weighted blocks (weight 0 drops a block) within max_width.
 
     When the blocks are wider than max_width together, each block without an explicit
     `pca` is compressed by PCA to its proportional share of the width. Blocks are written into
     one preallocated float32 matrix (a lone block into its own matrix), and `blocks` is emptied
     as they are, so each block's matrix is freed (if the caller holds no other reference) once
-    its columns are in place.
+    its columns are in place. Returns the matrix, the manifest (columns of each block) and the
+    fitted normalisers.
     """
     kept = [b for b in blocks if b.spec.weight > 0]
     if not kept:
@@ -162,32 +143,36 @@ def blend(blocks: list[BlockMatrix], recipe: Recipe) -> tuple[np.ndarray, list[d
         out = only  # one block: normalised in place (each row chunk is read before it is written)
     else:
         out = np.empty((len(only), sum(widths)), dtype=np.float32)
-    manifest, start = [], 0
+    manifest, normalisers, start = [], [], 0
     for spec, width in zip(specs, widths):
         block = kept.pop(0)
-        _, info = normalise(block.matrix, spec, recipe.seed, out=out[:, start : start + width])
+        _, info, normaliser = normalise(block.matrix, spec, recipe.seed, out=out[:, start : start + width])
         del block
         manifest.append(
             {"name": spec.name, "columns": [start, start + width], "weight": spec.weight, **info,
              "options": spec.options, "fit_key": spec.fit_key(recipe.seed)}
         )
+        normalisers.append(normaliser)
         start += width
-    return out, manifest
+    return out, manifest, normalisers
 
 
 def build_profile(
-    window: InputWindow, recipe: Recipe, out_dir: Path, blocks_dir: Path, run: Run,
-    client_ids: np.ndarray | None = None,
+    window: InputWindow, recipe: Recipe, out_dir: Path | None, blocks_dir: Path, run: Run,
+    client_ids: np.ndarray | None = None, model_dir: Path | None = None,
 ) -> dict:
-    """Fit every block, blend, and write the entry with its `profile.json` manifest."""
+    """Fit every block, blend, and write the entry with its `profile.json` manifest (unless
+    `out_dir` is None); with `model_dir`, also the fitted profile as a self-contained model folder
+    (`ubp.model`)."""
     ids = window.relevant_clients if client_ids is None else np.asarray(client_ids, dtype=np.int64)
     if len(ids) == 0:
-        raise ValueError(f"{store.join(window.root, 'relevant_clients.npy')}: no clients to embed")
-    blocks = [fit_block(spec, window, ids, blocks_dir, run) for spec in recipe.blocks]
+        raise ValueError(f"{store.join(window.root, RELEVANT)}: no clients to embed")
+    window_fp = window_fingerprint(window)
+    blocks = [fit_block(spec, window, ids, blocks_dir, run, window_fp) for spec in recipe.blocks]
     fit_seconds = {b.spec.name: b.seconds for b in blocks}
     cached = [b.spec.name for b in blocks if b.cached]
-    matrix, manifest = blend(blocks, recipe)  # empties `blocks`: no block matrix outlives its columns
-    write_entry(out_dir, ids, matrix)
+    encoders = {b.spec.name: b.model_dir for b in blocks}
+    matrix, manifest, normalisers = blend(blocks, recipe)  # empties `blocks`: no block matrix outlives its columns
     profile = {
         "package_version": ubp.__version__,
         "config_hash": recipe.config_hash,
@@ -198,8 +183,13 @@ def build_profile(
         "block_fit_seconds": fit_seconds,
         "cached_blocks": cached,
         "absent_event_types": window.absent_event_types,
+        "window": window_fp,
     }
-    tmp = Path(out_dir) / "profile.json.tmp"
-    tmp.write_text(json.dumps(profile, indent=1, default=str))
-    tmp.replace(Path(out_dir) / "profile.json")
+    if out_dir is not None:
+        write_entry(out_dir, ids, matrix)
+        write_json(Path(out_dir) / "profile.json", profile)
+    if model_dir is not None:
+        from ubp.model import save_model
+
+        save_model(model_dir, recipe, manifest, normalisers, encoders, window, window_fp, fit_clients=ids)
     return profile

@@ -42,7 +42,7 @@ class BlockSpec:
             return self.normalise
         from ubp.encoders import REGISTRY
 
-        return getattr(REGISTRY[self.name], "preferred_normalise", "standardize")
+        return REGISTRY[self.name].preferred_normalise
 
     def fit_key(self, seed: int) -> str:
         """What a fitted block depends on: its name, options and the seed (not weight/normalisation)."""

@@ -132,19 +132,6 @@ def read_bytes(location: str | Path) -> bytes:
         return f.read()
 
 
-def digest(locations: Sequence[str], h=None):
-    """A sha1 over the bytes of every file, read in blocks (a key by content, not by path)."""
-    import hashlib
-
-    h = h or hashlib.sha1()
-    for location in locations:
-        fs, path = filesystem(location)
-        with fs.open_input_stream(path) as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-    return h
-
-
 def read_text(location: str | Path) -> str:
     return read_bytes(location).decode()
 

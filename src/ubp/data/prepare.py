@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from ubp.data.raw import EVENT_COLUMNS, PROPERTY_COLUMNS, check_known_skus, check_no_nulls, check_unique, open_raw, read_relevant_clients
 from ubp.errors import input_error
+from ubp.fingerprint import code_version, files_fingerprint
 from ubp.io import swap_dir
 from ubp.layout import EVENT_TYPES, ITEM_EVENTS, PROPERTIES_FILE
 
@@ -90,10 +91,11 @@ def prepare(data_dir: Path | str) -> PrepareSummary:
     return PrepareSummary(out, rows, len(products), time.perf_counter() - start)
 
 
-def raw_fingerprint(data_dir: Path) -> dict[str, list[int]]:
-    """Size and modification time of each raw table: a changed table makes the store stale."""
+def raw_fingerprint(data_dir: Path) -> dict[str, str | None]:
+    """Content digest of each raw table and the code version of this stage: a changed table or
+    changed code makes the store stale; a moved folder does not."""
     names = [PROPERTIES_FILE, *(f"{t}.parquet" for t in EVENT_TYPES)]
-    return {n: [(data_dir / n).stat().st_size, (data_dir / n).stat().st_mtime_ns] for n in names}
+    return {**files_fingerprint(data_dir, names), "code": code_version(__name__)}
 
 
 def is_current(data_dir: Path | str) -> bool:

@@ -1,4 +1,4 @@
-"""Reading and validating the raw challenge files (challenge.md §1).
+"""Reading and validating the raw challenge files (docs/protocol.md §1).
 
 Every raw column is typed lazily with lenient casts (a bad value becomes null), the typed
 result is streamed to disk, and only then are its nulls counted: the happy path reads each

@@ -96,7 +96,7 @@ def split(data_dir: Path | str) -> SplitSummary:
         buys = _purchases(data_dir, tts, vts)
         buyers = read_prepared(data_dir, "product_buy").filter(pl.col("timestamp") < tts).select("client_id").unique().collect()
         notes += write_target_files(data_dir / "target", stage / "target", buys, relevant, buyers["client_id"])
-        write_window(_stream(data_dir), read_prepared(data_dir, "product_properties").collect(), tts, data_dir / "input", relevant)
+        write_window(typed_stream(data_dir), read_prepared(data_dir, "product_properties").collect(), tts, data_dir / "input", relevant)
         _move_into(stage, data_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -146,7 +146,7 @@ def _purchases(data_dir: Path, tts: datetime, vts: datetime) -> Purchases:
     )
 
 
-def _stream(data_dir: Path) -> pl.LazyFrame:
+def typed_stream(data_dir: Path) -> pl.LazyFrame:
     """All five event types as one typed stream (STREAM_SCHEMA); items carry their product fields."""
     products = read_prepared(data_dir, "product_properties").rename({"name": "tokens"})
     parts = []

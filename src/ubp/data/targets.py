@@ -1,4 +1,4 @@
-"""Target definition files of a local split (challenge.md §4, "Our choice for a local split").
+"""Target definition files of a local split (docs/protocol.md §4, the local split's choice).
 
 The organisers ship these files with the data and never say exactly how they were built, so a
 local split derives them, and only when they are absent (a shipped file always wins):

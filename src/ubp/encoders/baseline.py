@@ -1,6 +1,6 @@
 """`baseline`: the organisers' aggregated-features baseline, re-implemented with polars.
 
-Same numbers as `baseline/aggregated_features_baseline` (methods.md §C): per event type in their
+Same numbers as `baseline/aggregated_features_baseline` (docs/methods.md §C): per event type in their
 order (buy, search, add, remove, visit) the total event count, then per window (1, 7, 30 days)
 the counts of the top-10 values of sku / category / price (url for visits); for searches only the
 mean query vector. Windows are measured back from each type's latest timestamp among the
@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from ubp.data.window import InputWindow
-from ubp.encoders.base import Run
+from ubp.encoders.base import Run, check_fitted
 from ubp.encoders.frames import index_of, long_to_wide
 from ubp.encoders.shard_tables import fit_clients, raw_matrix
 from ubp.encoders.state import load_state, save_state
@@ -112,6 +112,7 @@ class BaselineEncoder:
         return long_to_wide(self._long(lf).collect(), self.columns_)
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        check_fitted(self, "max_date_")
         return raw_matrix(window, client_ids, self._shard_table, self.columns_)
 
     def save(self, path: Path) -> None:

@@ -91,7 +91,8 @@ class CountsEncoder:
         return cached_raw(self.cache_, window, client_ids, self._table(window), self.columns_, frozenset(rec))
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
-        return self.scaler_.transform(self.raw(window, client_ids), inplace=True)
+        raw = self.raw(window, client_ids)  # checks that the block is fitted
+        return self.scaler_.transform(raw, inplace=True)
 
     def save(self, path: Path) -> None:
         save_state(

@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from ubp.data.window import InputWindow
-from ubp.encoders.base import Run
+from ubp.encoders.base import Run, check_fitted
 from ubp.encoders.shard_tables import rows_of
 from ubp.encoders.state import load_state, save_state
 
@@ -39,12 +39,15 @@ class OracleEncoder:
 
     name: ClassVar[str] = "oracle"
     preferred_normalise: ClassVar[str] = "none"  # the generator writes it standardized
+    # read beside the window, so a fitted oracle's cache key covers them (paths under DIR)
+    reads_beside_window: ClassVar[tuple[str, ...]] = (f"{ORACLE_DIR}/client_ids.npy", f"{ORACLE_DIR}/embeddings.npy")
 
     def fit(self, window: InputWindow, run: Run | None = None) -> "OracleEncoder":
         self.dim_ = read_oracle(window)[1].shape[1]
         return self
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        check_fitted(self, "dim_")
         ids, emb = read_oracle(window)
         client_ids = np.asarray(client_ids, dtype=np.int64)
         out = np.zeros((len(client_ids), self.dim_), dtype=np.float32)

@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from ubp.data.window import InputWindow
-from ubp.encoders.base import Run
+from ubp.encoders.base import Run, check_fitted
 from ubp.encoders.state import load_state, save_state
 from ubp.hashing import stable_hash
 
@@ -43,6 +43,7 @@ class RandomEncoder:
         return self
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        check_fitted(self, "seed_")
         return hashed_normal(client_ids, self.seed_, self.dim)
 
     def save(self, path: Path) -> None:

@@ -1,7 +1,7 @@
 """`ubp evaluate`: score an entry on the downstream tasks and write scores.json + report.html.
 
 Row orders and seeds. The organisers' loaders do not shuffle, so an entry's row order moves its
-scores (challenge.md §5). With `orders=1` the entry is scored in its own order with their seed,
+scores (docs/protocol.md §5). With `orders=1` the entry is scored in its own order with their seed,
 exactly what their pipeline would do with it. With `orders=K>1` it is scored K times: run k in
 the behaviour-free order `hash_order(client_ids, salt=k)`, whatever order the file has, and with
 the network initialised from seed 1278 + k. Every entry with the same clients then meets the same

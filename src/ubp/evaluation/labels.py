@@ -2,7 +2,7 @@
 
 The organisers compute each client's label inside `__getitem__` by scanning the whole target
 table; here each task is one join per target window, so labels for a million clients take
-seconds. Rules (challenge.md §4): churn keeps the entry clients that are in
+seconds. Rules (docs/protocol.md §4): churn keeps the entry clients that are in
 `active_clients.npy`, conversion keeps them all; both are 1 when the client has no
 `product_buy` in the window. A propensity task is a multi-hot over the ids in
 `target/<task>.npy`, matched on the column named by the last word of the task name.

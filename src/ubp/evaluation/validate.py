@@ -1,4 +1,4 @@
-"""Checks an entry against the challenge's format rules (challenge.md §3).
+"""Checks an entry against the challenge's format rules (docs/protocol.md §3).
 
 Every problem is one line naming the file, so `ubp validate` can print them all at once
 instead of stopping at the first, and `ubp evaluate` can refuse a bad entry with the same words.

@@ -10,7 +10,6 @@ clean row, their latents are pulled together by InfoNCE. The block is the latent
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,9 +23,10 @@ from ubp.data.window import InputWindow
 from ubp.encoders.autoencoder.losses import autoencoder_loss, noise_sigma
 from ubp.encoders.autoencoder.model import ResidualAutoencoder
 from ubp.encoders.base import Run, check_fitted
-from ubp.encoders.registry import REGISTRY, create
+from ubp.encoders.registry import create
 from ubp.encoders.shard_tables import sample_fit_clients
-from ubp.io import atomic_dir, write_json, write_with
+from ubp.encoders.saved_network import read_nested, read_network, write_nested, write_network
+from ubp.io import atomic_dir
 from ubp.standardize import Standardizer
 from ubp.training import choose_device, fit_loop, seed_everything
 
@@ -107,20 +107,17 @@ class AutoencoderEncoder:
     def save(self, path: Path) -> None:
         with atomic_dir(Path(path)) as tmp:
             params = {"config": dataclasses.asdict(self.config), "n_in": int(self.model_.mean.numel())}
-            write_json(tmp / "config.json", params)
-            write_with(tmp / "model.pt", lambda f: torch.save(self.model_.state_dict(), f))
-            self.input_.save(tmp / "input")
+            write_network(tmp, params, self.model_)
+            write_nested(tmp, {"input": self.input_})
 
     @classmethod
     def load(cls, path: Path) -> "AutoencoderEncoder":
-        path = Path(path)
-        params = json.loads((path / "config.json").read_text())
+        params, state = read_network(path)
         self = cls(**params["config"])
-        cfg = self.config
-        self.model_ = ResidualAutoencoder(params["n_in"], cfg.hidden, cfg.latent)
-        self.model_.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+        self.model_ = ResidualAutoencoder(params["n_in"], self.config.hidden, self.config.latent)
+        self.model_.load_state_dict(state)
         self.model_.eval()
-        self.input_ = REGISTRY[cfg.input_block].load(path / "input")
+        self.input_ = read_nested(path, {"input": self.config.input_block})["input"]
         return self
 
 

@@ -1,4 +1,4 @@
-"""Residual autoencoder (methods.md §F): Linear+BatchNorm+GELU layers with skip connections."""
+"""Residual autoencoder (docs/methods.md §F): Linear+BatchNorm+GELU layers with skip connections."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `dcn` block (methods.md §E): DCN-v2 over PLE-encoded features, trained on an inner split.
+"""The `dcn` block (docs/methods.md §E): DCN-v2 over PLE-encoded features, trained on an inner split.
 
 `fit` writes the inner window (events before cutoff − horizon) into the work folder, fits the input
 block (and the optional sequence block) on it, so that nothing the network learns from, not even
@@ -15,7 +15,7 @@ off by default: on the small synthetic world both kinds of views lowered the dow
 
 from __future__ import annotations
 
-import json
+import copy
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -32,9 +32,10 @@ from ubp.encoders.dcn.inner_split import inner_labels, write_inner_window
 from ubp.encoders.dcn.losses import dcn_loss
 from ubp.encoders.dcn.model import DcnModel, quantile_edges
 from ubp.encoders.dcn.views import masked_window
-from ubp.encoders.registry import REGISTRY, create
+from ubp.encoders.registry import create
 from ubp.encoders.shard_tables import sample_fit_clients
-from ubp.io import atomic_dir, write_json, write_with
+from ubp.encoders.saved_network import read_nested, read_network, write_nested, write_network
+from ubp.io import atomic_dir
 from ubp.training import choose_device, fit_loop, seed_everything
 
 TRANSFORM_BATCH = 8_192
@@ -168,10 +169,13 @@ class DcnEncoder:
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
         check_fitted(self, "model_")
         x, seq = self._inputs(window, np.asarray(client_ids, dtype=np.int64))
+        # In float64: a float32 matrix product's last bits depend on where a row sits in the batch;
+        # rounded to float32 afterwards, each client's row no longer depends on who is embedded with it.
+        model = copy.deepcopy(self.model_).double()
         out = np.empty((len(x), self.dim), dtype=np.float32)
         with torch.no_grad():
             for batch in spans(len(x), TRANSFORM_BATCH):
-                out[batch] = self.model_.embed(x[batch], None if seq is None else seq[batch]).numpy()
+                out[batch] = model.embed(x[batch].double(), None if seq is None else seq[batch].double()).numpy()
         return out
 
     def save(self, path: Path) -> None:
@@ -182,19 +186,16 @@ class DcnEncoder:
                 "n_out": m.head[-1].out_features,
                 "seq_in": 0 if m.seq is None else m.seq[0].in_features,
             }
-            write_json(tmp / "config.json", params)
-            write_with(tmp / "model.pt", lambda f: torch.save(m.state_dict(), f))
-            self.input_.save(tmp / "input")
-            if self.sequence_ is not None:
-                self.sequence_.save(tmp / "sequence")
+            write_network(tmp, params, m)
+            write_nested(tmp, {"input": self.input_, "sequence": self.sequence_})
 
     @classmethod
     def load(cls, path: Path) -> "DcnEncoder":
-        path = Path(path)
-        params = json.loads((path / "config.json").read_text())
+        params, state = read_network(path)
         self = cls(**params["config"])
         cfg = self.config
-        state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+        nested = read_nested(path, {"input": cfg.input_block, "sequence": cfg.sequence_block})
+        self.input_, self.sequence_ = nested["input"], nested["sequence"]
         shape = tuple(state["ple.lo"].shape)  # the bins themselves come with the state below
         self.model_ = DcnModel(
             np.zeros(shape), np.ones(shape), np.zeros(shape, bool), cfg.column_dim, cfg.ranks, cfg.widths, cfg.head, params["n_out"],
@@ -202,7 +203,5 @@ class DcnEncoder:
         )
         self.model_.load_state_dict(state)
         self.model_.eval()
-        self.input_ = REGISTRY[cfg.input_block].load(path / "input")
-        self.sequence_ = None if cfg.sequence_block is None else REGISTRY[cfg.sequence_block].load(path / "sequence")
         return self
 

@@ -20,9 +20,6 @@ from ubp.data.window import InputWindow, write_window
 from ubp.encoders.frames import index_of
 from ubp.encoders.shard_tables import rows_of
 from ubp.encoders.top_items import most_bought
-from ubp.layout import EventType
-
-BUY = EventType.PRODUCT_BUY.value
 
 
 def inner_cutoff(window: InputWindow, horizon_days: int) -> datetime:

@@ -1,4 +1,4 @@
-"""DCN-v2 over piecewise-linear encoded features (methods.md §E).
+"""DCN-v2 over piecewise-linear encoded features (docs/methods.md §E).
 
 Each input column is encoded with piecewise-linear encoding (PLE) over quantile bins fitted on the
 training rows, and each column's code goes through its own tiny linear map to a `column_dim`

@@ -15,8 +15,8 @@ from sklearn.decomposition import TruncatedSVD
 
 from ubp.standardize import Standardizer
 
-# 2 power iterations keep 99% of the variance that sklearn's default 5 capture on sketches of the
-# small synthetic world (0.740 vs 0.744 of the total with 256 components), in half the products.
+# 2 power iterations keep nearly all the variance that sklearn's default 5 capture on sketches
+# (benchmarks/README.md, "emde"), in half the matrix products.
 SVD_POWER_ITERATIONS = 2
 
 

@@ -18,7 +18,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from ubp.data.window import InputWindow
-from ubp.encoders.base import Run
+from ubp.encoders.base import Run, check_fitted
 from ubp.encoders.emde.cleora import item_vectors
 from ubp.encoders.emde.compress import SketchCompressor
 from ubp.encoders.emde.items import ItemVocab, item_events
@@ -83,6 +83,7 @@ class EmdeEncoder:
             yield sketch_rows(table, self.vocab_, self.codes_, self.half_lives_days, self.n_buckets)
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        check_fitted(self, "compressor_")
         unique, inverse = np.unique(np.asarray(client_ids, dtype=np.int64), return_inverse=True)
         projected = np.zeros((len(unique), self.out_dim), np.float32)
         for ids, sketches in self._sketches(window, unique):

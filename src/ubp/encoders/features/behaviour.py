@@ -1,4 +1,4 @@
-"""Behavioural features of the autoencoder paper (methods.md §D), per user, whole input window.
+"""Behavioural features (docs/methods.md §D), per user, whole input window.
 
 Cyclic time of day / week, activity momentum, diversity (entropy and Gini impurity over
 categories, SKU exploration, URL revisits, popularity of what is touched), conversion (cart

@@ -1,4 +1,4 @@
-"""`features`: the handcrafted profile block (issue 5).
+"""`features`: the handcrafted profile block (docs/methods.md §C, §D).
 
 Assembles, per shard and in one polars query plan per shard, the windowed basics
 (`windows`), time-decayed name-cluster / price-group counts (`clusters`), session and

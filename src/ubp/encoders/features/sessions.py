@@ -1,4 +1,4 @@
-"""Session features (methods.md §D): a session ends after 30 minutes without an event.
+"""Session features (docs/methods.md §D): a session ends after 30 minutes without an event.
 
 A gap of exactly 30 minutes starts a new session. Per user: session count, duration mean and
 variance, events per session, gaps between sessions, part-of-day shares of session starts,

@@ -1,6 +1,6 @@
 """Basic windowed features: per user, over the last 7/14/28/60 days and the whole input window.
 
-About 40 numbers per window (methods.md §C, "basic"): counts per event type, distinct items,
+About 40 numbers per window (docs/methods.md §C, "basic"): counts per event type, distinct items,
 price statistics per item event type, buy/cart/remove ratios, recency per type, tenure, active
 days and inter-event gaps. Statistics of an empty set are null (explicit missing values).
 """

@@ -10,7 +10,7 @@ from ubp.encoders.shard_tables import TableJob, shard_events, shard_jobs
 from ubp.engines import map_shards
 from ubp.layout import EventType
 
-# Relation index of each edge type: the graph's two relations (methods.md §B).
+# Relation index of each edge type: the graph's two relations (docs/methods.md §B).
 RELATIONS: dict[int, int] = {EventType.ADD_TO_CART.value: 0, EventType.PRODUCT_BUY.value: 1}
 
 

@@ -15,7 +15,6 @@ share evidence. The nested block is saved in the `sequence` subfolder.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,12 +25,14 @@ import torch.nn.functional as F
 
 from ubp.config import ConfigError, from_dict
 from ubp.data.window import InputWindow
-from ubp.encoders.base import Run
+from ubp.encoders.base import Run, check_fitted
 from ubp.encoders.graph.edges import RELATIONS, lookup, read_edges, user_table
 from ubp.encoders.graph.items import product_content
 from ubp.encoders.graph.model import TwHIN, in_batch_bce
 from ubp.encoders.sequence.encoder import SequenceEncoder
-from ubp.training import atomic_dir, choose_device, fit_loop, seed_everything
+from ubp.encoders.saved_network import read_nested, read_network, write_nested, write_network
+from ubp.io import atomic_dir, save_npy
+from ubp.training import choose_device, fit_loop, seed_everything
 
 ITEM_ENCODERS = ("table", "sequence")
 
@@ -121,6 +122,7 @@ class GraphEncoder:
         )
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        check_fitted(self, "model_")
         client_ids = np.asarray(client_ids, dtype=np.int64)
         out = np.zeros((len(client_ids), self.config.dim), dtype=np.float32)
         pos = lookup(self.users_, client_ids)
@@ -147,25 +149,22 @@ class GraphEncoder:
 
     def save(self, path: Path) -> None:
         with atomic_dir(Path(path)) as tmp:
-            (tmp / "config.json").write_text(json.dumps(dataclasses.asdict(self.config), indent=1))
-            np.save(tmp / "users.npy", self.users_)
-            np.save(tmp / "items.npy", self.items_)
-            torch.save(self.model_.state_dict(), tmp / "model.pt")
-            if self.sequence_ is not None:
-                self.sequence_.save(tmp / "sequence")
+            write_network(tmp, dataclasses.asdict(self.config), self.model_)
+            save_npy(tmp / "users.npy", self.users_)
+            save_npy(tmp / "items.npy", self.items_)
+            write_nested(tmp, {"sequence": self.sequence_})
 
     @classmethod
     def load(cls, path: Path) -> "GraphEncoder":
-        path = Path(path)
-        self = cls(**json.loads((path / "config.json").read_text()))
-        self.users_ = np.load(path / "users.npy")
-        self.items_ = np.load(path / "items.npy")
-        self.sequence_ = None
+        params, state = read_network(path)
+        self = cls(**params)
+        self.users_, self.items_ = np.load(Path(path) / "users.npy"), np.load(Path(path) / "items.npy")
+        item_block = "sequence" if self.config.item_encoder == "sequence" else None  # the nested block, if any
+        self.sequence_ = read_nested(path, {"sequence": item_block})["sequence"]
         features = None
-        if self.config.item_encoder == "sequence":
-            self.sequence_ = SequenceEncoder.load(path / "sequence")
+        if self.sequence_ is not None:
             features = torch.zeros(len(self.items_), self.sequence_.config.width)  # the saved state holds them
         self.model_ = self._model(features)
-        self.model_.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+        self.model_.load_state_dict(state)
         self.model_.eval()
         return self

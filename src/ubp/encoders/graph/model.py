@@ -1,4 +1,4 @@
-"""TwHIN (methods.md §B): user table, item table and relation vectors scored by cosine.
+"""TwHIN (docs/methods.md §B): user table, item table and relation vectors scored by cosine.
 
 score(u, i, r) = σ(scale · normalize(user_u) · normalize(item_i + relation_r) + bias). The slides
 use scale = 1, bias = 0; `learn_scale` learns both, as in SigLIP's sigmoid loss. The two tables are

@@ -1,1 +1,1 @@
-"""Sequential encoder: a causal Transformer over each user's event stream (methods.md §A)."""
+"""Sequential encoder: a causal Transformer over each user's event stream (docs/methods.md §A)."""

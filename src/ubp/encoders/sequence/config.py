@@ -1,6 +1,6 @@
 """Sizes, objectives and training settings of the sequential encoder, as one frozen dataclass.
 
-Named presets cover the scaling table of methods.md §A ("tiny" for tests, "cpu" default ~3M
+Named presets cover the scaling table of docs/methods.md §A ("tiny" for tests, "cpu" default ~3M
 parameters, "19m" / "126m" / "252m" for a GPU); any field can be overridden by name.
 """
 
@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ubp.config import ConfigError, from_dict
+
+# The training objectives; each has an option `<name>_weight` (0 switches it off).
+OBJECTIVES: tuple[str, ...] = ("nip", "nup", "netp", "tdp", "future_window")
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class SequenceConfig:
             raise ConfigError(f"sequence: part_dim {self.part_dim} must be even (two hash lookups)")
         if self.hash_rows < 2 or self.max_len < 1 or self.batch_size < 1:
             raise ConfigError("sequence: hash_rows >= 2, max_len >= 1 and batch_size >= 1 are required")
-        weights = (self.nip_weight, self.nup_weight, self.netp_weight, self.tdp_weight, self.future_window_weight)
+        weights = [getattr(self, f"{o}_weight") for o in OBJECTIVES]
         if min(weights) < 0 or max(weights) == 0:
             raise ConfigError("sequence: objective weights must be >= 0 with at least one > 0")
         if self.future_window_days <= 0:

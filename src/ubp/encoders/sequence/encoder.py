@@ -11,7 +11,7 @@ import torch
 
 from ubp.config import to_dict
 from ubp.data.window import InputWindow
-from ubp.encoders.base import Run
+from ubp.encoders.base import Run, check_fitted
 from ubp.encoders.sequence.config import SequenceConfig, make_config
 from ubp.encoders.sequence.model import SequenceModel
 from ubp.encoders.sequence.tokens import (
@@ -50,6 +50,7 @@ class SequenceEncoder:
         return self
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
+        check_fitted(self, "model_")
         cfg = self.config
         client_ids = np.asarray(client_ids, dtype=np.int64)
         tokens = tokenize(window, cfg.hash_rows, cfg.price_buckets, client_ids=np.unique(client_ids))

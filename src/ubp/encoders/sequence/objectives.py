@@ -22,8 +22,6 @@ from ubp.encoders.sequence.model import SequenceModel
 from ubp.encoders.sequence.tokens import ITEM_TYPES
 from ubp.layout import EventType
 
-OBJECTIVES = ("nip", "nup", "netp", "tdp", "future_window")
-
 
 @dataclass(frozen=True)
 class ItemVocabulary:

@@ -15,7 +15,9 @@ the tokens never sit in RAM as a whole and every process that opens the folder s
 
 from __future__ import annotations
 
+import hashlib
 import json
+import posixpath
 import shutil
 import tempfile
 import weakref
@@ -27,11 +29,11 @@ import polars as pl
 import torch
 
 from ubp import io as atomic
-from ubp import store
 from ubp.data.window import MANIFEST, InputWindow
 from ubp.encoders.shard_tables import TableJob, shard_events, shard_jobs
 from ubp.engines import map_shards
 from ubp.errors import input_error
+from ubp.fingerprint import digest, files_fingerprint
 from ubp.hashing import stable_hash
 from ubp.layout import US_PER_DAY, US_PER_HOUR, VECTOR_LEN, EventType
 
@@ -220,11 +222,9 @@ def tokenize(
 
 
 def _key(window: InputWindow, hash_rows: int, price_buckets: int, client_ids: np.ndarray | None) -> str:
-    h = store.digest([store.join(window.root, MANIFEST), *window.shards])  # the window's bytes, not its path
-    h.update(json.dumps([FORMAT, hash_rows, price_buckets]).encode())
-    if client_ids is not None:
-        h.update(np.unique(np.asarray(client_ids, np.int64)).tobytes())
-    return h.hexdigest()[:16]
+    names = [MANIFEST, *(posixpath.relpath(s, window.root) for s in window.shards)]
+    clients = None if client_ids is None else hashlib.sha1(np.unique(np.asarray(client_ids, np.int64)).tobytes()).hexdigest()
+    return digest([files_fingerprint(window.root, names), FORMAT, hash_rows, price_buckets, clients], size=8)
 
 
 def _write(window: InputWindow, hash_rows: int, price_buckets: int, client_ids: np.ndarray | None, out: Path) -> None:
