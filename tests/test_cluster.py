@@ -10,8 +10,10 @@ Without them these tests skip; with UBP_REQUIRE_CLUSTER=1 (as `.ci/run` sets) th
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -35,30 +37,43 @@ def cluster() -> dict[str, str]:
 
 
 def _ubp(*args: str, env: dict[str, str], cwd: Path) -> str:
-    done = subprocess.run([str(Path(sys.executable).parent / "ubp"), *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+    """Run the CLI with a cache of its own, so that every run fits its blocks (no hit from another run)."""
+    with tempfile.TemporaryDirectory(prefix="ubp-cache-") as cache:
+        done = subprocess.run([str(Path(sys.executable).parent / "ubp"), *args], env={**env, "UBP_CACHE_DIR": cache},
+                              cwd=cwd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
 
 @pytest.fixture(scope="module")
-def bucket_world(cluster, tiny_world: Path) -> str:
+def world(cluster, tiny_world: Path, tmp_path_factory) -> Path:
+    """A copy of the tiny world, split and stamped here, so the CLI runs never split the shared one again."""
+    from ubp.pipeline import ensure_split
+
+    copy = tmp_path_factory.mktemp("cluster") / "world"
+    shutil.copytree(tiny_world, copy)
+    ensure_split(copy)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def bucket_world(world: Path) -> str:
     """The tiny world's input window copied into a fresh bucket."""
     from pyarrow import fs
 
     bucket = f"ubp-test-{uuid.uuid4().hex[:12]}"
     s3, _ = store.filesystem(f"s3://{bucket}")
     s3.create_dir(bucket)
-    fs.copy_files(str(tiny_world / "input"), f"{bucket}/world/input",
+    fs.copy_files(str(world / "input"), f"{bucket}/world/input",
                   source_filesystem=fs.LocalFileSystem(), destination_filesystem=s3)
     return f"s3://{bucket}/world"
 
 
 @pytest.fixture(scope="module")
-def local_entry(tiny_world: Path, tmp_path_factory) -> Path:
+def local_entry(world: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("local") / "entry"
-    _ubp("embed", "--data-dir", str(tiny_world), "--blocks", BLOCKS, "--out", str(out), "--engine", "local",
-         env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, cwd=tiny_world)
+    _ubp("embed", "--data-dir", str(world), "--blocks", BLOCKS, "--out", str(out), "--engine", "local",
+         env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, cwd=world)
     return out
 
 
@@ -90,8 +105,8 @@ def test_bucket_world_on_the_cluster_gives_the_local_entry(cluster, bucket_world
     assert not [f for f in leftovers if f.type == fs.FileType.File]  # the tasks' tables were removed
 
 
-def test_relative_data_dir_on_the_cluster_gives_the_local_entry(cluster, tiny_world, local_entry, tmp_path):
+def test_relative_data_dir_on_the_cluster_gives_the_local_entry(cluster, world, local_entry, tmp_path):
     out = tmp_path / "entry"
-    _ubp("embed", "--data-dir", tiny_world.name, "--blocks", BLOCKS, "--out", str(out), "--engine", "ray",
-         env=cluster, cwd=tiny_world.parent)  # the worker node's cwd has no `world` in it
+    _ubp("embed", "--data-dir", world.name, "--blocks", BLOCKS, "--out", str(out), "--engine", "ray",
+         env=cluster, cwd=world.parent)  # the worker node's cwd has no `world` in it
     _same_entry(local_entry, out)
