@@ -90,7 +90,7 @@ def fit_block(
     save_npy(matrix_path, matrix)
     save_npy(ids_path, client_ids)
     shutil.rmtree(folder / "work", ignore_errors=True)
-    write_meta(folder, "blocks", {**key, "data_dir": str(window.data_dir.resolve()), "n_clients": len(client_ids)})
+    write_meta(folder, "blocks", {**key, "data_dir": str(window.data_dir), "n_clients": len(client_ids)})
     return BlockMatrix(spec, matrix, cached=False, seconds=round(time.perf_counter() - start, 2), model_dir=folder / MODEL)
 
 
