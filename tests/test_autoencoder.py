@@ -10,6 +10,8 @@ import torch
 
 import ubp.training
 from handmade_window import handmade_window
+from ubp.errors import UsageError
+from ubp.encoders import create
 from ubp.config import ConfigError
 from ubp.encoders.autoencoder.encoder import AutoencoderEncoder
 from ubp.encoders.autoencoder.losses import autoencoder_loss, info_nce, noise_sigma
@@ -55,28 +57,28 @@ def test_autoencoder_loss_matches_hand_computation():
 
 def test_unknown_option_is_an_error():
     with pytest.raises(ConfigError, match="lattent"):
-        AutoencoderEncoder(lattent=3)
+        create("autoencoder", lattent=3)
 
 
 def test_fit_transform_is_deterministic_and_survives_save_load(window, tmp_path):
     ids = np.array([4, 1, 5, 999, 1, 2, 3], dtype=np.int64)  # unknown and repeated ids too
-    enc = AutoencoderEncoder(**SMALL).fit(window, Run(seed=3, show_progress=False))
+    enc = create("autoencoder", **SMALL).fit(window, Run(seed=3, show_progress=False))
     out = enc.transform(window, ids)
     assert out.shape == (7, 3) and out.dtype == np.float32 and np.isfinite(out).all()
     np.testing.assert_array_equal(out[1], out[4])
-    again = AutoencoderEncoder(**SMALL).fit(window, Run(seed=3, show_progress=False)).transform(window, ids)
+    again = create("autoencoder", **SMALL).fit(window, Run(seed=3, show_progress=False)).transform(window, ids)
     np.testing.assert_array_equal(out, again)
-    other = AutoencoderEncoder(**SMALL).fit(window, Run(seed=4, show_progress=False)).transform(window, ids)
+    other = create("autoencoder", **SMALL).fit(window, Run(seed=4, show_progress=False)).transform(window, ids)
     assert not np.array_equal(out, other)
     enc.save(tmp_path / "ae")
     np.testing.assert_array_equal(AutoencoderEncoder.load(tmp_path / "ae").transform(window, ids), out)
 
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(window, tmp_path, monkeypatch):
-    full = AutoencoderEncoder(**SMALL).fit(window, Run(seed=1, work_dir=tmp_path / "a", show_progress=False))
+    full = create("autoencoder", **SMALL).fit(window, Run(seed=1, work_dir=tmp_path / "a", show_progress=False))
     run = Run(seed=1, work_dir=tmp_path / "b", show_progress=False)
     resumed, n_saves = fit_killed_then_resumed(
-        lambda: AutoencoderEncoder(**SMALL).fit(window, run), monkeypatch, kill_at=3
+        lambda: create("autoencoder", **SMALL).fit(window, run), monkeypatch, kill_at=3
     )
     assert n_saves == 6  # killed mid-epoch 2 (2 steps per epoch): 3 before, only the 3 remaining after
     assert_same_weights(full.model_, resumed.model_)
@@ -87,5 +89,5 @@ def test_batches_never_leave_a_lone_row_and_device_choice_is_checked():
     assert ubp.training.batch_slices(3, 8) == [slice(0, 3)]
     if not torch.cuda.is_available():
         assert ubp.training.choose_device("auto").type == "cpu"
-        with pytest.raises(RuntimeError, match="no CUDA"):
+        with pytest.raises(UsageError, match="no CUDA"):
             ubp.training.choose_device("cuda")

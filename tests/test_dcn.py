@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from handmade_window import CUTOFF, EVENTS, events_frame, handmade_window
+from ubp.encoders import create
 from ubp.config import ConfigError
 from ubp.encoders.base import Run
 from ubp.encoders.dcn.encoder import DcnEncoder
@@ -136,8 +137,8 @@ def test_future_rows_in_the_stream_change_nothing(tmp_path):
     clean = handmade_window(tmp_path / "a", rows=LABEL_ROWS)
     dirty = handmade_window(tmp_path / "b", rows=LABEL_ROWS)
     tamper(dirty, FUTURE)
-    out_clean = DcnEncoder(**SMALL).fit(clean, quiet(1)).transform(clean, IDS)
-    out_dirty = DcnEncoder(**SMALL).fit(dirty, quiet(1)).transform(dirty, IDS)
+    out_clean = create("dcn", **SMALL).fit(clean, quiet(1)).transform(clean, IDS)
+    out_dirty = create("dcn", **SMALL).fit(dirty, quiet(1)).transform(dirty, IDS)
     np.testing.assert_array_equal(out_clean, out_dirty)
 
 
@@ -162,21 +163,21 @@ def test_event_views_drop_a_fixed_share_deterministically(tmp_path):
 def test_fit_is_deterministic_and_survives_save_load(tmp_path):
     window = handmade_window(tmp_path)  # no remove_from_cart at all: an absent event type
     assert "remove_from_cart" in window.absent_event_types
-    enc = DcnEncoder(**SMALL).fit(window, quiet(3))
+    enc = create("dcn", **SMALL).fit(window, quiet(3))
     out = enc.transform(window, IDS)
     assert out.shape == (7, 8) and out.dtype == np.float32 and np.isfinite(out).all()
     np.testing.assert_array_equal(out[1], out[4])
-    np.testing.assert_array_equal(DcnEncoder(**SMALL).fit(window, quiet(3)).transform(window, IDS), out)
-    assert not np.array_equal(DcnEncoder(**SMALL).fit(window, quiet(4)).transform(window, IDS), out)
+    np.testing.assert_array_equal(create("dcn", **SMALL).fit(window, quiet(3)).transform(window, IDS), out)
+    assert not np.array_equal(create("dcn", **SMALL).fit(window, quiet(4)).transform(window, IDS), out)
     enc.save(tmp_path / "dcn")
     np.testing.assert_array_equal(DcnEncoder.load(tmp_path / "dcn").transform(window, IDS), out)
 
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch):
     window = handmade_window(tmp_path)
-    full = DcnEncoder(**SMALL).fit(window, quiet(1, tmp_path / "a"))
+    full = create("dcn", **SMALL).fit(window, quiet(1, tmp_path / "a"))
     resumed, n_saves = fit_killed_then_resumed(
-        lambda: DcnEncoder(**SMALL).fit(window, quiet(1, tmp_path / "b")), monkeypatch, kill_at=3
+        lambda: create("dcn", **SMALL).fit(window, quiet(1, tmp_path / "b")), monkeypatch, kill_at=3
     )
     assert n_saves == 4  # 3 steps before the interruption, only the remaining one after it
     assert_same_weights(full.model_, resumed.model_)
@@ -184,7 +185,7 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch)
 def test_sequence_block_joins_through_its_mlp(tmp_path, monkeypatch):
     monkeypatch.setitem(REGISTRY, "test_event_counts", EventCounts)
     window = handmade_window(tmp_path)
-    enc = DcnEncoder(**SMALL, sequence_block="test_event_counts", sequence_dim=3).fit(window, quiet())
+    enc = create("dcn", **SMALL, sequence_block="test_event_counts", sequence_dim=3).fit(window, quiet())
     assert enc.model_.seq[0].in_features == 5 and enc.model_.cross[0].v.in_features == 2 * len(enc.input_.columns_) + 3
     out = enc.transform(window, IDS)
     enc.save(tmp_path / "dcn")
@@ -195,15 +196,15 @@ def test_sequence_block_joins_through_its_mlp(tmp_path, monkeypatch):
 def test_other_view_modes_and_a_window_without_buys(tmp_path, options):
     visits = [r for r in EVENTS if r[2] == "page_visit"]  # no buy at all: no propensity target, no churn label
     window = handmade_window(tmp_path, rows=visits)
-    out = DcnEncoder(**{**SMALL, **options}).fit(window, quiet()).transform(window, IDS)
+    out = create("dcn", **{**SMALL, **options}).fit(window, quiet()).transform(window, IDS)
     assert out.shape == (7, 8) and np.isfinite(out).all()
 
 
 def test_bad_options_are_errors():
     with pytest.raises(ConfigError, match="views"):
-        DcnEncoder(views="dropout")
+        create("dcn", views="dropout")
     with pytest.raises(ConfigError, match="ranks"):
-        DcnEncoder(ranks=[4, 2], widths=[4])
+        create("dcn", ranks=[4, 2], widths=[4])
     with pytest.raises(ConfigError, match="lambda_kon"):
-        DcnEncoder(lambda_kon=1.0)
+        create("dcn", lambda_kon=1.0)
     assert CUTOFF == datetime(2024, 3, 1)  # the hand-computed inner cutoff above assumes it

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 import scipy.sparse as sp
 
+from ubp.config import ConfigError
 from ubp.data.window import InputWindow, write_window
 from ubp.encoders import create
 from ubp.encoders.base import Run
@@ -65,7 +66,7 @@ def random_rows(n_users: int, n_events: int, seed: int, id_offset: int = 0) -> l
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[EmdeEncoder, InputWindow]:
     window = window_of(tmp_path_factory.mktemp("emde_fit"), random_rows(60, 1500, seed=1), events_per_shard=500)
     assert len(window.shards) == 3
-    return EmdeEncoder(**SMALL).fit(window, Run(seed=3, show_progress=False)), window
+    return create("emde", **SMALL).fit(window, Run(seed=3, show_progress=False)), window
 
 
 def test_registered() -> None:
@@ -167,7 +168,7 @@ def test_transform_shape_order_and_determinism(fitted, tmp_path: Path) -> None:
     assert out.shape == (4, 8) and out.dtype == np.float32 and np.isfinite(out).all()
     np.testing.assert_array_equal(out[0], out[2])
     np.testing.assert_array_equal(out[1], encoder.transform(window, ids[1:2])[0])
-    again = EmdeEncoder(**SMALL).fit(window, Run(seed=3, show_progress=False))
+    again = create("emde", **SMALL).fit(window, Run(seed=3, show_progress=False))
     np.testing.assert_array_equal(again.transform(window, ids), out)
     users = np.unique(window.stream().select("client_id").collect()["client_id"].to_numpy())
     full = encoder.transform(window, users)
@@ -199,14 +200,14 @@ def test_save_load_round_trip(fitted, tmp_path: Path) -> None:
 def test_zero_row_event_types(kinds: tuple[int, ...], tmp_path: Path) -> None:
     rows = [r for r in random_rows(20, 300, seed=2) if r[2] in kinds or r[2] == SEARCH]
     window = window_of(tmp_path, rows)
-    encoder = EmdeEncoder(**SMALL).fit(window, Run(seed=0, show_progress=False))
+    encoder = create("emde", **SMALL).fit(window, Run(seed=0, show_progress=False))
     ids = np.array([0, 10**12, 2 * 10**12, -5], np.int64)
     out = encoder.transform(window, ids)
     assert out.shape == (4, 8) and np.isfinite(out).all()
 
 
 def test_bad_options_are_errors() -> None:
-    with pytest.raises(ValueError, match="out_dim"):
-        EmdeEncoder(out_dim=512)
-    with pytest.raises(ValueError, match="half_lives"):
-        EmdeEncoder(half_lives_days=(7.0, 0.0))
+    with pytest.raises(ConfigError, match="out_dim"):
+        create("emde", out_dim=512)
+    with pytest.raises(ConfigError, match="half_lives"):
+        create("emde", half_lives_days=(7.0, 0.0))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from handmade_window import handmade_window
+from ubp.errors import InputError
 from ubp.encoders.base import Run
 from ubp.encoders.registry import create
 
@@ -40,7 +41,7 @@ def test_random_rows_depend_only_on_seed_and_id(window, tmp_path):
 
 def test_oracle_reads_the_world_state(window, tmp_path):
     root = window.data_dir
-    with pytest.raises(FileNotFoundError, match="oracle"):
+    with pytest.raises(InputError, match="oracle"):
         create("oracle").fit(window, Run())
     (root / "oracle").mkdir()
     try:

@@ -101,7 +101,7 @@ def test_labels_match_slow_reference(world):
 
 def test_labels_errors_name_the_file(world, tmp_path):
     data_dir, ids, _ = world
-    with pytest.raises(FileNotFoundError, match="train_target.parquet: missing"):
+    with pytest.raises(InputError, match="train_target.parquet: missing"):
         build_labels(tmp_path, ids, ("churn",))
     bad = tmp_path / "bad"
     make_split(bad, 10)

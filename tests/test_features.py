@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from handmade_window import handmade_window
+from ubp.encoders import create
 from ubp.encoders.base import Run
 from ubp.encoders.features import FeaturesEncoder
 
@@ -18,7 +19,7 @@ IDS = np.array([1, 2, 3, 4], dtype=np.int64)
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     window = handmade_window(tmp_path_factory.mktemp("feat"))
-    enc = FeaturesEncoder(n_clusters=3).fit(window, Run(seed=1))
+    enc = create("features", n_clusters=3).fit(window, Run(seed=1))
     table = enc.raw_table(window, IDS)
     return window, enc, {cid: row for cid, row in zip(IDS, table.iter_rows(named=True))}
 
@@ -146,7 +147,7 @@ def test_no_cache_above_the_memory_budget(fitted, monkeypatch):
 
     window, enc, _ = fitted
     monkeypatch.setattr(raw_cache, "RAW_CACHE_BYTES", 0)
-    lean = FeaturesEncoder(n_clusters=3).fit(window, Run(seed=1))
+    lean = create("features", n_clusters=3).fit(window, Run(seed=1))
     assert lean.cache_ is None
     np.testing.assert_allclose(lean.scaler_.mean, enc.scaler_.mean, rtol=1e-6)
     np.testing.assert_allclose(lean.scaler_.std, enc.scaler_.std, rtol=1e-6)
@@ -157,7 +158,7 @@ def test_transform_of_every_fit_client_takes_over_the_cache(tmp_path):
     """The usual embed (every fit client once, any order) reuses the cached matrix as its output,
     bit for bit what a fresh computation gives, and leaves an empty cache behind."""
     window = handmade_window(tmp_path / "w")
-    enc = FeaturesEncoder(n_clusters=3).fit(window, Run(seed=1))
+    enc = create("features", n_clusters=3).fit(window, Run(seed=1))
     enc.save(tmp_path / "f")
     fresh = FeaturesEncoder.load(tmp_path / "f")
     ids = IDS[[2, 0, 3, 1]]

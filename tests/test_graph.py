@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from handmade_window import handmade_window
+from ubp.encoders import create
 from ubp.encoders.base import Run
 from ubp.encoders.graph.edges import lookup, read_edges, user_table
 from ubp.encoders.graph.encoder import GraphEncoder
@@ -62,7 +63,7 @@ def test_lookup_handles_arbitrary_int64_ids():
 
 def test_fit_transform_fallbacks_determinism_and_save_load(tmp_path):
     window = handmade_window(tmp_path)
-    enc = GraphEncoder(**SMALL).fit(window, RUN)
+    enc = create("graph", **SMALL).fit(window, RUN)
     ids = np.array([1, 2, 3, 4, 5, 1], dtype=np.int64)
     out = enc.transform(window, ids)
     assert out.shape == (6, 8) and out.dtype == np.float32
@@ -73,7 +74,7 @@ def test_fit_transform_fallbacks_determinism_and_save_load(tmp_path):
     with torch.no_grad():
         t = enc.model_.items.weight[lookup(enc.items_, np.array([4]))[0]] + enc.model_.relations.weight[0]
     np.testing.assert_allclose(out[4], F.normalize(t, dim=0).numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(GraphEncoder(**SMALL).fit(window, RUN).transform(window, ids), out)
+    np.testing.assert_array_equal(create("graph", **SMALL).fit(window, RUN).transform(window, ids), out)
     enc.save(tmp_path / "graph")
     np.testing.assert_array_equal(GraphEncoder.load(tmp_path / "graph").transform(window, ids), out)
 
@@ -81,7 +82,7 @@ def test_fit_transform_fallbacks_determinism_and_save_load(tmp_path):
 def test_window_without_cart_or_buy_gives_zero_rows(tmp_path):
     rows = [(1, "2024-02-20 10:00:00", "page_visit", 900), (2, "2024-02-21 10:00:00", "search_query", 3)]
     window = handmade_window(tmp_path, rows=rows)
-    out = GraphEncoder(**SMALL).fit(window, RUN).transform(window, np.array([1, 2, 3]))
+    out = create("graph", **SMALL).fit(window, RUN).transform(window, np.array([1, 2, 3]))
     np.testing.assert_array_equal(out, np.zeros((3, 8), np.float32))
 
 
@@ -94,7 +95,7 @@ def test_training_separates_two_communities(tmp_path):
     ]
     window = handmade_window(tmp_path, rows=rows, relevant=np.arange(40), events_per_shard=1000)
     cfg = dict(dim=16, max_users=0, epochs=20, batch_size=16, lr=0.05)
-    out = GraphEncoder(**cfg).fit(window, RUN).transform(window, np.arange(40))
+    out = create("graph", **cfg).fit(window, RUN).transform(window, np.arange(40))
     sim = out @ out.T
     same = np.add.outer(np.arange(40) < 20, np.arange(40) < 20) != 1
     assert sim[same].mean() > sim[~same].mean() + 0.2
@@ -102,10 +103,10 @@ def test_training_separates_two_communities(tmp_path):
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch):
     window = handmade_window(tmp_path)
-    full = GraphEncoder(**SMALL).fit(window, Run(seed=2, work_dir=tmp_path / "a", show_progress=False))
+    full = create("graph", **SMALL).fit(window, Run(seed=2, work_dir=tmp_path / "a", show_progress=False))
     run = Run(seed=2, work_dir=tmp_path / "b", show_progress=False)
     resumed, n_saves = fit_killed_then_resumed(
-        lambda: GraphEncoder(**SMALL).fit(window, run), monkeypatch, kill_at=2
+        lambda: create("graph", **SMALL).fit(window, run), monkeypatch, kill_at=2
     )
     assert n_saves == 6  # 7 edges of table users, batches of 3 → 2 steps per epoch, 3 epochs
     assert_same_weights(full.model_, resumed.model_)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from handmade_window import PRODUCTS, handmade_window
 from stand_ins import assert_same_weights
 
+from ubp.encoders import create
 from ubp.config import ConfigError
 from ubp.encoders.base import Run
 from ubp.encoders.graph.encoder import GraphEncoder
@@ -24,9 +25,9 @@ SEQUENCE = {"item_encoder": "sequence", "sequence_options": TINY_SEQUENCE}
 
 def test_unknown_or_unused_options_are_config_errors():
     with pytest.raises(ConfigError, match="item_encoder"):
-        GraphEncoder(item_encoder="transformer")
+        create("graph", item_encoder="transformer")
     with pytest.raises(ConfigError, match="sequence_options"):
-        GraphEncoder(sequence_options={"preset": "tiny"})  # ignored by the default item table
+        create("graph", sequence_options={"preset": "tiny"})  # ignored by the default item table
 
 
 def test_content_items_are_a_dense_map_of_rescaled_frozen_features():
@@ -43,8 +44,8 @@ def test_content_items_are_a_dense_map_of_rescaled_frozen_features():
 def test_default_is_the_item_table(tmp_path):
     window = handmade_window(tmp_path)
     run = Run(seed=4, show_progress=False)
-    default = GraphEncoder(**SMALL).fit(window, run)
-    table = GraphEncoder(**SMALL, item_encoder="table").fit(window, run)
+    default = create("graph", **SMALL).fit(window, run)
+    table = create("graph", **SMALL, item_encoder="table").fit(window, run)
     assert isinstance(default.model_.items, torch.nn.Embedding) and default.sequence_ is None
     assert_same_weights(default.model_, table.model_)
     ids = np.array([1, 2, 3, 4, 5])
@@ -69,7 +70,7 @@ def test_sequence_items_fit_transform_frozen_and_save_load(tmp_path, monkeypatch
         return out
 
     monkeypatch.setattr(SequenceEncoder, "fit", recording_fit)
-    enc = GraphEncoder(**SMALL, **SEQUENCE).fit(window, Run(seed=0, work_dir=tmp_path / "work", show_progress=False))
+    enc = create("graph", **SMALL, **SEQUENCE).fit(window, Run(seed=0, work_dir=tmp_path / "work", show_progress=False))
     assert (tmp_path / "work" / "graph" / "sequence.ckpt").is_file()  # apart from a standalone sequence block's
     assert len(fitted) == 1 and np.isfinite(enc.last_loss_)
     for name, value in enc.sequence_.model_.state_dict().items():  # graph training left the sequence model as fit
@@ -106,5 +107,5 @@ def test_sequence_items_on_a_window_without_edges(tmp_path):
     # a removal is an item event for the sequence block but no graph edge: the graph has no item
     rows = [(1, "2024-02-20 10:00:00", "page_visit", 900), (2, "2024-02-21 10:00:00", "remove_from_cart", 3)]
     window = handmade_window(tmp_path, rows=rows)
-    out = GraphEncoder(**SMALL, **SEQUENCE).fit(window, Run(seed=0, show_progress=False)).transform(window, np.array([1, 2]))
+    out = create("graph", **SMALL, **SEQUENCE).fit(window, Run(seed=0, show_progress=False)).transform(window, np.array([1, 2]))
     np.testing.assert_array_equal(out, np.zeros((2, 8), np.float32))

@@ -35,6 +35,7 @@ def test_run_end_to_end_then_refit_only_the_changed_block(tiny_world: Path, tmp_
         result = runner.invoke(main, ["run", "--data-dir", str(tiny_world), "--config", str(recipe),
                                       "--out", str(out), "--orders", "1"])
         assert result.exit_code == 0, result.output
+    assert "The profile beats counts on " in result.output and "oracle (ceiling)" in result.output
     profile = json.loads((out / "entry" / "profile.json").read_text())
     assert profile["cached_blocks"] == ["counts"]  # only the autoencoder's options changed
     assert [b["name"] for b in profile["blocks"]] == ["counts", "autoencoder"]
@@ -44,7 +45,8 @@ def test_run_end_to_end_then_refit_only_the_changed_block(tiny_world: Path, tmp_
     assert emb.dtype == np.float16 and emb.shape == (len(ids), profile["width"])
     assert sorted(ids.tolist()) == sorted(np.load(tiny_world / "input" / "relevant_clients.npy").tolist())
     report = (out / "report.html").read_text()
-    for needle in ("Scores", "baseline", "oracle", "gap closed", "Stages", "peak RSS", "data:image/png;base64"):
+    for needle in ("The profile beats counts on ", "Δ against <b>counts</b>", "(ceiling)", "what its score is",
+                   "Scores", "baseline", "gap closed", "Stages", "peak RSS", "data:image/png;base64"):
         assert needle in report
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["scores"]) == {"profile", "random", "baseline", "counts", "oracle"}

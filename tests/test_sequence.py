@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from handmade_window import CUTOFF, EVENTS, PRODUCTS, handmade_window
 
+from ubp.encoders import create
 from ubp.config import ConfigError
 from ubp.data.window import InputWindow, write_window
 from ubp.encoders.base import Run
@@ -74,7 +75,7 @@ def window(tmp_path_factory: pytest.TempPathFactory) -> InputWindow:
 
 
 def fit(window: InputWindow, seed: int = 0, work_dir: Path | None = None, callback=None, **options) -> SequenceEncoder:
-    encoder = SequenceEncoder("tiny", **{**TINY, "epochs": 10.0, "max_steps": 6, **options})
+    encoder = create("sequence", preset="tiny", **{**TINY, "epochs": 10.0, "max_steps": 6, **options})
     return encoder.fit(window, Run(seed=seed, work_dir=work_dir, show_progress=False), callback=callback)
 
 
@@ -259,11 +260,11 @@ def test_objectives_are_switchable_and_config_is_checked(window: InputWindow) ->
     fit(window, max_steps=1, nip_weight=0.0, nup_weight=0.0, callback=lambda s, l: seen.append(set(l)))
     assert seen == [{"netp", "tdp"}]
     with pytest.raises(ConfigError, match="unknown key"):
-        SequenceEncoder("tiny", widht=8)
+        create("sequence", preset="tiny", widht=8)
     with pytest.raises(ConfigError, match="unknown preset"):
-        SequenceEncoder("huge")
+        create("sequence", preset="huge")
     with pytest.raises(ConfigError, match="at least one"):
-        SequenceEncoder("tiny", nip_weight=0.0, nup_weight=0.0, netp_weight=0.0, tdp_weight=0.0)
+        create("sequence", preset="tiny", nip_weight=0.0, nup_weight=0.0, netp_weight=0.0, tdp_weight=0.0)
 
 
 def test_bad_event_type_names_file_column_and_row(tmp_path: Path) -> None:

@@ -13,12 +13,13 @@ from pathlib import Path
 from ubp.cache import cache_root
 from ubp.device import resolve_device
 from ubp.encoders.base import Run
-from ubp.encoders.registry import create
+from ubp.encoders.registry import block_options
 from ubp.encoders.sequence.config import OBJECTIVES
+from ubp.io import write_text
 from ubp.pipeline import RunOptions, ensure_split, ensure_world, evaluate_cached
-from ubp.plots import grouped_bars
 from ubp.profile import build_profile
 from ubp.recipe import Recipe
+from ubp.report import task_means, write_ablation_report
 
 # Objectives a block can switch off one at a time: block → objective → (option, value when off).
 # A block with switches exposes its resolved options as `.config`; an objective already off there
@@ -36,7 +37,7 @@ def variants(recipe: Recipe) -> dict[str, Recipe]:
             out[f"without {block.name}"] = replace(recipe, blocks=tuple(b for b in recipe.blocks if b is not block))
     for i, block in enumerate(recipe.blocks):
         switches = OBJECTIVE_SWITCHES.get(block.name, {})
-        config = create(block.name, **block.options).config if switches else None
+        config = block_options(block.name, block.options) if switches else None
         for objective, (option, off) in switches.items():
             if getattr(config, option) == off:
                 continue
@@ -58,16 +59,7 @@ def ablate(opts: RunOptions, recipe: Recipe) -> Path:
         entry = out / "ablation" / slug / "entry"
         build_profile(window, variant, entry, cache_root(opts.cache) / "blocks", run)
         table[name] = evaluate_cached(data_dir, entry, out / "ablation" / slug / "eval", opts)
-    from ubp.run_report import score_table, task_means
-
     means = {name: task_means(scores) for name, scores in table.items()}
-    (out / "ablation.json").write_text(json.dumps(means, indent=1))
-    html = (
-        "<!doctype html><meta charset='utf-8'><title>ubp ablation</title>"
-        f"<h1>Ablation ({opts.mode} mode, {opts.orders} runs: row order and network seed)</h1>"
-        + score_table(means, reference="all")
-        + grouped_bars({k: {t: v[0] for t, v in m.items()} for k, m in means.items()},
-                       {k: {t: v[1] for t, v in m.items()} for k, m in means.items()}, "ablation")
-    )
-    (out / "ablation.html").write_text(html)
+    write_text(out / "ablation.json", json.dumps(means, indent=1))  # row and task order kept
+    write_ablation_report(out / "ablation.html", means, opts.mode, opts.orders)
     return out / "ablation.html"

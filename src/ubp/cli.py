@@ -10,23 +10,23 @@ import click
 from ubp.layout import TASKS
 
 
-class UbpError(click.ClickException):
+class _OneLine(click.ClickException):
     """A user-facing error: one clear line, exit status 1, no traceback."""
 
 
 def _fail_cleanly(fn):
-    """Turn the package's input errors into one-line CLI errors instead of tracebacks."""
+    """Turn ubp's own errors (`ubp.errors.UbpError`) into one-line CLI errors; anything else is a
+    bug in ubp and keeps its traceback."""
     import functools
 
-    from ubp.config import ConfigError
-    from ubp.errors import InputError
+    from ubp.errors import UbpError
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (InputError, ConfigError, FileNotFoundError, KeyError, ValueError) as e:
-            raise UbpError(str(e).strip("'\"")) from e
+        except UbpError as e:
+            raise _OneLine(str(e)) from e
 
     return wrapper
 
@@ -55,12 +55,23 @@ def synth(out: Path, clients: int | None, scale: str | None, seed: int) -> None:
 
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), required=True)
+@click.option("--no-iso-timestamps", is_flag=True, help="Accept only 'YYYY-MM-DD HH:MM:SS' strings and naive datetimes.")
+@click.option("--no-price-quantiles", is_flag=True, help="Reject float/decimal prices instead of bucketing them.")
+@click.option("--no-hash-string-ids", is_flag=True, help="Reject string ids instead of hashing them to int64.")
+@click.option("--no-text-vectors", is_flag=True, help="Reject free-text names/queries instead of embedding them.")
+@click.option("--price-edges", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Bucket float prices with these edges (an earlier store's prepared/price_edges.json).")
 @_fail_cleanly
-def prepare(data_dir: Path) -> None:
-    """Validate the raw files and write the typed prepared store."""
+def prepare(data_dir: Path, no_iso_timestamps: bool, no_price_quantiles: bool, no_hash_string_ids: bool,
+            no_text_vectors: bool, price_edges: Path | None) -> None:
+    """Validate the raw files (converting a real log's own types) and write the typed prepared store."""
+    from ubp.data.conversions import PrepareOptions
     from ubp.data.prepare import prepare as run_prepare
 
-    click.echo(run_prepare(data_dir).describe())
+    options = PrepareOptions(iso_timestamps=not no_iso_timestamps, price_quantiles=not no_price_quantiles,
+                             hash_string_ids=not no_hash_string_ids, text_vectors=not no_text_vectors,
+                             price_edges=price_edges)
+    click.echo(run_prepare(data_dir, options).describe())
 
 
 @main.command()
@@ -116,11 +127,10 @@ def evaluate(data_dir, embeddings_dir, out, tasks, mode, device, orders, strict)
 
 @main.command()
 def blocks() -> None:
-    """List the registered profile blocks."""
-    from ubp.encoders import REGISTRY
+    """List every profile block with its description and options (type, default, help)."""
+    from ubp.encoders.registry import describe_blocks
 
-    for name in REGISTRY.names():
-        click.echo(name)
+    click.echo("\n".join(describe_blocks()))
 
 
 _CACHE = click.option("--cache", type=click.Path(path_type=Path), default=None,
@@ -328,15 +338,18 @@ def _run_options(fn):
 
     @functools.wraps(fn)
     def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device, engine, cache):
+        from ubp.recipe import load_recipe
+
+        recipe = load_recipe(config)  # checked before anything heavy is imported or any file written
+
         from ubp import engines
         from ubp.pipeline import RunOptions
-        from ubp.recipe import load_recipe
 
         _logging()
         opts = RunOptions(out=out, data_dir=data_dir, scale=scale, world_seed=world_seed, mode=mode,
                           orders=orders, device=device, show_progress=sys.stderr.isatty(), cache=cache)
         with engines.use(engine):
-            return fn(opts, load_recipe(config))
+            return fn(opts, recipe)
 
     for option in reversed(options):
         wrapper = option(wrapper)
@@ -349,8 +362,11 @@ def _run_options(fn):
 def run(opts, recipe) -> None:
     """The whole job: world → split → blocks → profile → validate → evaluate → report."""
     from ubp.pipeline import run as run_pipeline
+    from ubp.report import run_summary
 
-    click.echo(f"report: {run_pipeline(opts, recipe)}")
+    report = run_pipeline(opts, recipe)
+    click.echo(run_summary(report.parent))
+    click.echo(f"report: {report}")
 
 
 @main.command()

@@ -12,6 +12,7 @@ import numpy as np
 
 from ubp.chunks import spans
 from ubp.hashing import hash_order
+from ubp.errors import UsageError, input_error
 
 MAX_WIDTH = 2048
 
@@ -55,7 +56,7 @@ def write_entry(out_dir: Path, client_ids: np.ndarray, embeddings: np.ndarray) -
         bad = np.flatnonzero(~np.isfinite(emb16[r]).all(axis=1))
         if len(bad):
             row = int(order[r.start + bad[0]])
-            raise ValueError(
+            raise UsageError(
                 f"embeddings are not finite in float16 (row {row}, client_id {client_ids[row]}); "
                 "scale the block down or standardize it"
             )
@@ -70,7 +71,7 @@ def read_entry(entry_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         return read_parquet_entry(entry_dir / PARQUET)
     for name in ("client_ids.npy", "embeddings.npy"):
         if not (entry_dir / name).is_file():
-            raise FileNotFoundError(f"{entry_dir / name}: missing; an entry holds client_ids.npy and embeddings.npy")
+            raise input_error(entry_dir / name, "missing; an entry holds client_ids.npy and embeddings.npy")
     return np.load(entry_dir / "client_ids.npy"), np.load(entry_dir / "embeddings.npy")
 
 

@@ -165,7 +165,7 @@ def evaluate_entries(data_dir: Path, entries: dict[str, Path], out: Path, opts: 
 def run(opts: RunOptions, recipe: Recipe) -> Path:
     """The whole job; returns the path of the report."""
     from ubp.evaluation.validate import validate_entry
-    from ubp.run_report import write_run_report
+    from ubp.report import write_run_report
 
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -180,7 +180,7 @@ def run(opts: RunOptions, recipe: Recipe) -> Path:
         profile = build_profile(window, recipe, out / "entry", blocks_dir, run_ctx, model_dir=out / "model")
     problems = validate_entry(data_dir, out / "entry", relevant_check=True)
     if problems:
-        raise ValueError("the profile entry is not valid: " + "; ".join(problems))
+        raise RuntimeError("the profile entry is not valid: " + "; ".join(problems))
     entries = {"profile": out / "entry"}
     with times.stage("references"):
         for ref in opts.references:

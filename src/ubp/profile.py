@@ -12,7 +12,7 @@ import logging
 import posixpath
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import numpy as np
 import ubp
 from ubp.cache import touch, write_meta
 from ubp.chunks import spans
+from ubp.data.history import no_history
 from ubp.data.window import MANIFEST, PRODUCTS, RELEVANT, InputWindow
 from ubp.encoders import REGISTRY, create
 from ubp.encoders.base import Run
@@ -29,6 +30,8 @@ from ubp.fingerprint import code_version, digest, files_fingerprint
 from ubp.io import save_npy, write_json
 from ubp.normaliser import Normaliser, fit_normaliser
 from ubp.recipe import BlockSpec, Recipe
+from ubp.config import ConfigError
+from ubp.errors import input_error
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +130,7 @@ def blend(blocks: list[BlockMatrix], recipe: Recipe) -> tuple[np.ndarray, list[d
     """
     kept = [b for b in blocks if b.spec.weight > 0]
     if not kept:
-        raise ValueError("every block has weight 0: nothing to blend")
+        raise ConfigError("every block has weight 0: nothing to blend")
     blocks.clear()
     total = sum(b.spec.pca or b.matrix.shape[1] for b in kept)
     specs = []
@@ -166,7 +169,12 @@ def build_profile(
     (`ubp.model`)."""
     ids = window.relevant_clients if client_ids is None else np.asarray(client_ids, dtype=np.int64)
     if len(ids) == 0:
-        raise ValueError(f"{store.join(window.root, RELEVANT)}: no clients to embed")
+        raise input_error(store.join(window.root, RELEVANT), "no clients to embed")
+    n_unseen = int(no_history(window, ids).sum())
+    if n_unseen and "no_history" not in {b.name for b in recipe.blocks}:
+        log.warning("%d of %d clients have no event in the input window: the profile gets a no_history column",
+                    n_unseen, len(ids))
+        recipe = replace(recipe, blocks=(*recipe.blocks, BlockSpec("no_history", normalise="none")))
     window_fp = window_fingerprint(window)
     blocks = [fit_block(spec, window, ids, blocks_dir, run, window_fp) for spec in recipe.blocks]
     fit_seconds = {b.spec.name: b.seconds for b in blocks}
@@ -184,6 +192,8 @@ def build_profile(
         "cached_blocks": cached,
         "absent_event_types": window.absent_event_types,
         "window": window_fp,
+        "no_history_clients": n_unseen,
+        "no_history_column": next((b["columns"][0] for b in manifest if b["name"] == "no_history"), None),
     }
     if out_dir is not None:
         write_entry(out_dir, ids, matrix)

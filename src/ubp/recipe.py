@@ -18,7 +18,8 @@ NORMALISATIONS = ("auto", "standardize", "l2", "none")
 
 @dataclass(frozen=True)
 class BlockSpec:
-    """One block of a profile. `options` go to the encoder's constructor as they are."""
+    """One block of a profile. `options` are the block's options table, checked against its
+    options dataclass (`ubp blocks` lists them) when the spec is made."""
 
     name: str
     weight: float = 1.0
@@ -33,6 +34,9 @@ class BlockSpec:
             raise ConfigError(f"block {self.name!r}: weight must be ≥ 0, got {self.weight}")
         if self.pca is not None and self.pca < 1:
             raise ConfigError(f"block {self.name!r}: pca must be ≥ 1, got {self.pca}")
+        from ubp.encoders.registry import block_options
+
+        block_options(self.name, self.options, f"block {self.name!r} options")
 
     @property
     def resolved_normalise(self) -> str:
@@ -59,6 +63,8 @@ class Recipe:
     def __post_init__(self) -> None:
         if not self.blocks:
             raise ConfigError("a recipe needs at least one [[blocks]] entry")
+        if all(b.weight == 0 for b in self.blocks):
+            raise ConfigError("every block has weight 0: the profile would have no column")
         names = [b.name for b in self.blocks]
         if len(set(names)) != len(names):
             raise ConfigError(f"block names must be unique in a recipe, got {names}")
@@ -81,7 +87,10 @@ def load_recipe(path: Path | str | None = None) -> Recipe:
         data, where = tomllib.loads(text), "default.toml"
     else:
         data, where = load_toml(path), str(path)
-    return from_dict(Recipe, data, where)
+    try:
+        return from_dict(Recipe, data, where)
+    except ConfigError as e:  # a block's own check does not know the file it came from
+        raise e if str(e).startswith(where) else ConfigError(f"{where}: {e}") from None
 
 
 def recipe_for_blocks(names: list[str], seed: int = 0) -> Recipe:

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ubp.errors import UsageError
+
 
 class Stateful(Protocol):
     def state_dict(self) -> dict: ...
@@ -41,7 +43,7 @@ def choose_device(requested: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {requested!r} requested but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+        raise UsageError(f"device {requested!r} requested but torch sees no CUDA GPU; use 'cpu' or 'auto'")
     return device
 
 

@@ -1,40 +1,57 @@
 """`ubp prepare`: validate the raw files once and write the typed store DIR/prepared/.
 
-Timestamps become datetimes and vector strings 16 uint8 tokens here, at the door, so no later
-stage parses a string again. The store is built in DIR/prepared.tmp and renamed into place:
-a failed or killed run leaves no partial output.
+Timestamps become UTC datetimes and vector strings 16 uint8 tokens here, at the door, so no
+later stage parses a string again; a real log's own types (ISO timestamps, float prices, string
+ids, free text) are converted here too (`ubp.data.conversions`), each conversion listed in the
+summary. The store is built in a temporary folder and swapped into place: a failed or killed run
+leaves no partial output.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from ubp.data.raw import EVENT_COLUMNS, PROPERTY_COLUMNS, check_known_skus, check_no_nulls, check_unique, open_raw, read_relevant_clients
+from ubp.data.conversions import PrepareOptions, hash_strings, price_edges, timestamp_report
+from ubp.data.raw import (
+    EVENT_COLUMNS, PROPERTY_COLUMNS, RawFile, check_known_skus, check_no_nulls, check_unique, open_raw,
+    read_relevant_clients, relevant_clients_are_strings,
+)
 from ubp.errors import input_error
 from ubp.fingerprint import code_version, files_fingerprint
-from ubp.io import swap_dir
+from ubp.io import atomic_dir, write_json
 from ubp.layout import EVENT_TYPES, ITEM_EVENTS, PROPERTIES_FILE
 
 PREPARED = "prepared"
 MANIFEST = "manifest.json"
+PRICE_EDGES = "price_edges.json"
+ID_MAPS = "ids"  # DIR/prepared/ids/<domain>.parquet: raw string id → int64, for string-id logs
 RELEVANT = Path("input") / "relevant_clients.npy"
+# Id domains: every column that names the same thing must hash the same way.
+ID_DOMAINS: dict[str, list[tuple[str, str]]] = {
+    "client_id": [(t, "client_id") for t in EVENT_TYPES],
+    "sku": [(t, "sku") for t in ITEM_EVENTS] + [("product_properties", "sku")],
+    "category": [("product_properties", "category")],
+    "url": [("page_visit", "url")],
+}
 
 
 @dataclass(frozen=True)
 class PrepareSummary:
-    """What `prepare` wrote: rows per event type and products."""
+    """What `prepare` wrote: rows per event type and products, and every conversion it applied."""
 
     out: Path
     rows: dict[str, int]
     n_products: int
     seconds: float
+    conversions: list[str] = field(default_factory=list)
+    options: PrepareOptions = PrepareOptions()
 
     @property
     def absent_event_types(self) -> list[str]:
@@ -46,6 +63,8 @@ class PrepareSummary:
         lines.append(f"  {'products':<17} {self.n_products:>12,} rows")
         if self.absent_event_types:
             lines.append(f"  absent event types (zero rows): {', '.join(self.absent_event_types)}")
+        lines.append("  conversions (" + ", ".join(self.options.describe()) + "):")
+        lines += [f"    {c}" for c in self.conversions] or ["    none: the log is in the challenge's own types"]
         return "\n".join(lines)
 
 
@@ -53,21 +72,23 @@ def prepared_dir(data_dir: Path | str) -> Path:
     return Path(data_dir) / PREPARED
 
 
-def prepare(data_dir: Path | str) -> PrepareSummary:
+def prepare(data_dir: Path | str, options: PrepareOptions = PrepareOptions()) -> PrepareSummary:
     """Validate DIR's raw files and write DIR/prepared/ (see module docstring)."""
     start = time.perf_counter()
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise input_error(data_dir, "no such data directory")
-    properties = open_raw(data_dir / PROPERTIES_FILE, PROPERTY_COLUMNS)
-    events = {t: open_raw(data_dir / f"{t}.parquet", cols) for t, cols in EVENT_COLUMNS.items()}
-    read_relevant_clients(data_dir / RELEVANT)
+    properties = open_raw(data_dir / PROPERTIES_FILE, PROPERTY_COLUMNS, options)
+    events = {t: open_raw(data_dir / f"{t}.parquet", cols, options) for t, cols in EVENT_COLUMNS.items()}
+    relevant_path = data_dir / RELEVANT
+    relevant = read_relevant_clients(relevant_path)
+    files = {"product_properties": properties, **events}
+    string_domains = _string_id_domains(files, relevant_path)
+    edges = _price_edges(properties, options)
+    if edges is not None:
+        properties = properties.with_edges(edges)
 
-    out = prepared_dir(data_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(prepared_dir(data_dir)) as tmp:
         products_path = tmp / PROPERTIES_FILE
         products = properties.typed().collect()
         products.write_parquet(products_path)
@@ -82,13 +103,105 @@ def prepare(data_dir: Path | str) -> PrepareSummary:
             if kind in ITEM_EVENTS:
                 check_known_skus(raw, path, skus, properties.path)
             rows[kind] = pq.read_metadata(path).num_rows
-        manifest = {"raw": raw_fingerprint(data_dir), "rows": rows, "products": len(products)}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        swap_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return PrepareSummary(out, rows, len(products), time.perf_counter() - start)
+        conversions = _column_conversions(files)
+        conversions += _timestamp_conversions(events, options)
+        for domain in string_domains:
+            n = _write_id_map(files, domain, relevant_path, tmp / ID_MAPS / f"{domain}.parquet")
+            conversions.append(f"{domain}: {n:,} distinct string ids hashed to int64 (mapping {PREPARED}/{ID_MAPS}/{domain}.parquet)")
+        if edges is not None:
+            write_json(tmp / PRICE_EDGES, {"edges": edges.tolist(), "source": str(options.price_edges or PROPERTIES_FILE)})
+            conversions.append(f"price: bucket edges in {PREPARED}/{PRICE_EDGES}"
+                               + (f" (reused from {options.price_edges})" if options.price_edges else " (catalogue quantiles)"))
+        manifest = {"raw": raw_fingerprint(data_dir), "rows": rows, "products": len(products),
+                    "options": _options_key(options), "conversions": conversions, "relevant_clients": int(len(relevant))}
+        write_json(tmp / MANIFEST, manifest)
+    return PrepareSummary(prepared_dir(data_dir), rows, len(products), time.perf_counter() - start, conversions, options)
+
+
+def _options_key(options: PrepareOptions) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
+
+
+def _column_conversions(files: dict[str, RawFile]) -> list[str]:
+    """One line per converted column kind: which files, and how."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for name, raw in files.items():
+        for col, how in raw.conversions().items():
+            if "hashed" not in how:  # string ids are reported once per id domain, with their count
+                seen.setdefault((col, how), []).append(name)
+    return [f"{col}: {how} in {', '.join(names)}" for (col, how), names in seen.items()]
+
+
+def _timestamp_conversions(events: dict[str, RawFile], options: PrepareOptions) -> list[str]:
+    """ISO forms and UTC offsets found in string timestamp columns (each offset converted to UTC)."""
+    if not options.iso_timestamps:
+        return []
+    totals = {"iso_t": 0, "fractional": 0, "offset_converted": 0}
+    for raw in events.values():
+        if raw.schema["timestamp"] == pl.String:
+            for k, v in timestamp_report(raw.scan(), "timestamp", raw.schema["timestamp"]).items():
+                totals[k] += v
+    lines = []
+    if totals["iso_t"] or totals["fractional"]:
+        lines.append(f"timestamp: ISO-8601 read ({totals['iso_t']:,} rows with 'T', {totals['fractional']:,} with fractional seconds)")
+    if totals["offset_converted"]:
+        lines.append(f"timestamp: {totals['offset_converted']:,} rows with a UTC offset converted to UTC")
+    return lines
+
+
+def _string_id_domains(files: dict[str, RawFile], relevant_path: Path) -> list[str]:
+    """Id domains given as strings; a domain must not mix strings and integers across files."""
+    out = []
+    for domain, members in ID_DOMAINS.items():
+        kinds = {(f, c): files[f].schema[c] == pl.String for f, c in members}
+        if domain == "client_id":
+            kinds[("input/relevant_clients.npy", "")] = relevant_clients_are_strings(relevant_path)
+        if len(set(kinds.values())) > 1:
+            strings = [m for m, s in kinds.items() if s]
+            ints = [m for m, s in kinds.items() if not s]
+            odd = min(strings, ints, key=len)[0]  # the file that differs from the rest
+            path = relevant_path if odd[1] == "" else files[odd[0]].path
+            raise input_error(
+                path, f"{domain} ids are strings in {', '.join(f for f, _ in strings)} but integers in "
+                f"{', '.join(f for f, _ in ints)}: one log must name things one way", odd[1] or None,
+            )
+        if any(kinds.values()):
+            out.append(domain)
+    return out
+
+
+def _write_id_map(files: dict[str, RawFile], domain: str, relevant_path: Path, path: Path) -> int:
+    """Write raw string → int64 for one id domain; two strings with one hash are an error."""
+    parts = [files[f].scan().select(pl.col(c).alias("raw")) for f, c in ID_DOMAINS[domain]]
+    if domain == "client_id":
+        parts.append(pl.LazyFrame({"raw": np.load(relevant_path, allow_pickle=False).astype(str)}))
+    uniq = pl.concat(parts).drop_nulls().unique().sort("raw").collect(engine="streaming")
+    mapping = uniq.with_columns(pl.Series("id", hash_strings(uniq["raw"].to_numpy()), dtype=pl.Int64))
+    clash = mapping.filter(pl.col("id").is_duplicated())
+    if len(clash):
+        a, b = clash.sort("id")["raw"][:2].to_list()
+        raise input_error(files[ID_DOMAINS[domain][0][0]].path,
+                          f"string ids {a!r} and {b!r} hash to the same int64: rename one", ID_DOMAINS[domain][0][1])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mapping.write_parquet(path)
+    return len(mapping)
+
+
+def _price_edges(properties: RawFile, options: PrepareOptions) -> np.ndarray | None:
+    """Bucket edges for float / decimal prices: reused from `options.price_edges`, else the catalogue's quantiles."""
+    if properties.schema["price"].is_integer():
+        return None
+    if options.price_edges is not None:
+        path = Path(options.price_edges)
+        try:
+            edges = np.asarray(json.loads(path.read_text())["edges"], dtype=np.float64)
+        except (OSError, ValueError, KeyError) as e:
+            raise input_error(path, f"cannot read price edges ({type(e).__name__}): expected a {PRICE_EDGES} from a prepared store") from e
+        return edges
+    prices = properties.scan().select(pl.col("price").cast(pl.Float64)).collect()["price"].drop_nulls().drop_nans()
+    if len(prices) == 0:
+        raise input_error(properties.path, "no price to take bucket edges from", "price")
+    return price_edges(prices.to_numpy())
 
 
 def raw_fingerprint(data_dir: Path) -> dict[str, str | None]:
@@ -98,14 +211,17 @@ def raw_fingerprint(data_dir: Path) -> dict[str, str | None]:
     return {**files_fingerprint(data_dir, names), "code": code_version(__name__)}
 
 
-def is_current(data_dir: Path | str) -> bool:
-    """Whether DIR/prepared/ exists and was built from the raw files as they are now."""
+def is_current(data_dir: Path | str, options: PrepareOptions | None = None) -> bool:
+    """Whether DIR/prepared/ exists and was built from the raw files as they are now (and with
+    `options`, when given: None accepts the options the store was built with)."""
     data_dir = Path(data_dir)
     manifest = prepared_dir(data_dir) / MANIFEST
     if not manifest.is_file():
         return False
     try:
-        return json.loads(manifest.read_text())["raw"] == raw_fingerprint(data_dir)
+        stored = json.loads(manifest.read_text())
+        same_options = options is None or stored.get("options") == _options_key(options)
+        return stored["raw"] == raw_fingerprint(data_dir) and same_options
     except FileNotFoundError:
         return False
 
@@ -113,4 +229,3 @@ def is_current(data_dir: Path | str) -> bool:
 def read_prepared(data_dir: Path | str, name: str) -> pl.LazyFrame:
     """A prepared table by event type (or `product_properties`)."""
     return pl.scan_parquet(prepared_dir(data_dir) / f"{name}.parquet")
-

@@ -1,4 +1,4 @@
-"""Reading and validating the raw challenge files (docs/protocol.md §1).
+"""Reading and validating the raw challenge files (docs/protocol.md §1), and real logs beside them.
 
 Every raw column is typed lazily with lenient casts (a bad value becomes null), the typed
 result is streamed to disk, and only then are its nulls counted: the happy path reads each
@@ -8,17 +8,19 @@ is scanned again for the first offending row, which the error names with its fil
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from ubp.data.conversions import (
+    CHALLENGE_TIMESTAMP, N_PRICE_BUCKETS, PrepareOptions, hash_strings, hashed_ids, parse_timestamps, price_buckets,
+    text_column,
+)
 from ubp.errors import input_error
 from ubp.layout import EVENT_TYPES, EVENT_VALUE_COLUMN, PROPERTIES_FILE, VECTOR_LEN
 
-TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
-TIMESTAMP_CHARS = 19  # fixed width: string order is then time order, as the organisers' max() assumes
 ROW = "_row"
 
 # Kind of each raw column: how it is typed and checked.
@@ -35,29 +37,45 @@ RAW_FILES: dict[str, dict[str, str]] = {f"{t}.parquet": cols for t, cols in EVEN
 
 @dataclass(frozen=True)
 class RawFile:
-    """One raw file whose schema has been checked: its path and the typed columns it yields."""
+    """One raw file whose schema has been checked: its path, the typed columns it yields and how."""
 
     path: Path
     columns: dict[str, str]  # column -> kind
     schema: pl.Schema
+    options: PrepareOptions = PrepareOptions()
+    text: frozenset[str] = frozenset()  # vector columns holding free text, not vector strings
+    edges: np.ndarray | None = field(default=None, compare=False)  # price-bucket edges for float prices
 
     def scan(self) -> pl.LazyFrame:
         return pl.scan_parquet(self.path)
 
-    def typed(self, keep_vector_strings: bool = False) -> pl.LazyFrame:
-        """The contract columns, typed; values that fail to parse become null.
+    def typed(self) -> pl.LazyFrame:
+        """The contract columns, typed; values that fail to parse become null."""
+        return self.scan().select([self.typed_column(c) for c in self.columns])
 
-        `keep_vector_strings` leaves name/query as the raw strings (the organisers' input files).
-        """
-        return self.scan().select(
-            [
-                pl.col(c) if keep_vector_strings and kind == VECTOR else _typed(c, kind, self.schema[c])
-                for c, kind in self.columns.items()
-            ]
-        )
+    def typed_column(self, col: str) -> pl.Expr:
+        return _typed(col, self.columns[col], self.schema[col], self.options, col in self.text, self.edges).alias(col)
+
+    def conversions(self) -> dict[str, str]:
+        """Column → the conversion it goes through (columns already in the challenge's type are absent)."""
+        out = {}
+        for col, kind in self.columns.items():
+            dtype = self.schema[col]
+            if kind == ID and dtype == pl.String:
+                out[col] = "string ids hashed to int64"
+            elif kind == PRICE and not dtype.is_integer():
+                out[col] = f"{dtype} prices cut into {N_PRICE_BUCKETS} catalogue-quantile buckets"
+            elif kind == VECTOR and col in self.text:
+                out[col] = f"free text embedded as {VECTOR_LEN}-integer vectors"
+            elif kind == TIME and isinstance(dtype, pl.Datetime) and (dtype.time_zone or dtype.time_unit != "us"):
+                out[col] = f"{dtype} converted to naive UTC datetime[us]"
+        return out
+
+    def with_edges(self, edges: np.ndarray) -> "RawFile":
+        return RawFile(self.path, self.columns, self.schema, self.options, self.text, edges)
 
 
-def open_raw(path: Path, columns: dict[str, str]) -> RawFile:
+def open_raw(path: Path, columns: dict[str, str], options: PrepareOptions = PrepareOptions()) -> RawFile:
     """Check that `path` is a readable parquet file with the contract's columns and types."""
     if not path.is_file():
         hint = " (a shop that logs no such events: write the file with its columns and zero rows)" if columns is not PROPERTY_COLUMNS else ""
@@ -71,47 +89,68 @@ def open_raw(path: Path, columns: dict[str, str]) -> RawFile:
     for col, kind in columns.items():
         if col not in schema:
             raise input_error(path, f"missing (columns present: {', '.join(schema.names()) or 'none'})", col)
-        _check_dtype(path, col, kind, schema[col])
-    return RawFile(path, columns, schema)
+        _check_dtype(path, col, kind, schema[col], options)
+    text = frozenset(c for c, k in columns.items() if k == VECTOR and options.text_vectors and _is_free_text(path, c))
+    return RawFile(path, columns, schema, options, text)
 
 
-def _check_dtype(path: Path, col: str, kind: str, dtype: pl.DataType) -> None:
+def _is_free_text(path: Path, col: str) -> bool:
+    """A vector column holds free text when its first value does not look like `[n n ...]`."""
+    first = pl.scan_parquet(path).select(pl.col(col).drop_nulls().first()).collect().item()
+    return first is not None and not str(first).lstrip().startswith("[")
+
+
+def _check_dtype(path: Path, col: str, kind: str, dtype: pl.DataType, options: PrepareOptions) -> None:
     ok = {
-        ID: dtype.is_integer() or dtype.is_float(),  # floats: only to report NaN ids precisely below
-        PRICE: dtype.is_integer() or dtype.is_float(),
-        TIME: dtype == pl.String or (isinstance(dtype, pl.Datetime) and dtype.time_zone is None),
+        ID: dtype.is_integer() or dtype.is_float() or (dtype == pl.String and options.hash_string_ids),  # floats: only to report NaN ids precisely below
+        PRICE: dtype.is_integer() or ((dtype.is_float() or dtype.is_decimal()) and options.price_quantiles),
+        TIME: dtype == pl.String or (isinstance(dtype, pl.Datetime) and (dtype.time_zone is None or options.iso_timestamps)),
         VECTOR: dtype == pl.String,
     }[kind]
     if not ok:
-        raise input_error(path, f"has dtype {dtype}, expected {_EXPECTED[kind]}", col)
-    if dtype.is_float():
+        raise input_error(path, f"has dtype {dtype}, expected {_expected(kind, options)}{_opted_out(kind, dtype, options)}", col)
+    if kind == ID and dtype.is_float():
         nan = pl.scan_parquet(path).with_row_index(ROW).filter(pl.col(col).is_nan() | pl.col(col).is_null())
         example = nan.head(1).collect()
         if len(example):
             raise input_error(path, "null or NaN id", col, _row_text(example))
-        raise input_error(path, f"has dtype {dtype}, expected {_EXPECTED[kind]}", col)
+        raise input_error(path, f"has dtype {dtype}, expected {_expected(kind, options)}", col)
 
 
-_EXPECTED = {
-    ID: "an integer type (int64)",
-    PRICE: "an integer type (price bucket)",
-    TIME: f"a string '{TIMESTAMP_FORMAT}' or a naive datetime",
-    VECTOR: f"a string of {VECTOR_LEN} integers in 0..255 like '[12 0 255 ...]'",
-}
+def _expected(kind: str, options: PrepareOptions) -> str:
+    return {
+        ID: "an integer type (int64)" + (" or strings (hashed to int64)" if options.hash_string_ids else ""),
+        PRICE: f"an integer price bucket 0..{N_PRICE_BUCKETS - 1}" + (" or float / decimal prices (bucketed)" if options.price_quantiles else ""),
+        TIME: (f"a string '{CHALLENGE_TIMESTAMP}'" + (", an ISO-8601 string" if options.iso_timestamps else "")
+               + " or a naive datetime" + (" or a time-zone-aware one" if options.iso_timestamps else "")),
+        VECTOR: f"a string of {VECTOR_LEN} integers in 0..255 like '[12 0 255 ...]'" + (" or free text" if options.text_vectors else ""),
+    }[kind]
 
 
-def _typed(col: str, kind: str, dtype: pl.DataType) -> pl.Expr:
+def _opted_out(kind: str, dtype: pl.DataType, options: PrepareOptions) -> str:
+    """The hint when a conversion that would read this column is switched off."""
+    switch = {
+        ID: "hash_string_ids" if dtype == pl.String and not options.hash_string_ids else None,
+        PRICE: "price_quantiles" if (dtype.is_float() or dtype.is_decimal()) and not options.price_quantiles else None,
+        TIME: "iso_timestamps" if isinstance(dtype, pl.Datetime) and not options.iso_timestamps else None,
+        VECTOR: None,
+    }[kind]
+    return f" (the {switch} conversion is switched off)" if switch else ""
+
+
+def _typed(col: str, kind: str, dtype: pl.DataType, options: PrepareOptions, text: bool, edges: np.ndarray | None) -> pl.Expr:
     c = pl.col(col)
     if kind == ID:
-        return c.cast(pl.Int64, strict=False)
+        return hashed_ids(c) if dtype == pl.String else c.cast(pl.Int64, strict=False)
     if kind == PRICE:
-        return c.cast(pl.Int16, strict=False)
+        if dtype.is_integer():
+            return pl.when(c.is_between(0, N_PRICE_BUCKETS - 1)).then(c.cast(pl.Int16, strict=False))
+        if edges is None:
+            raise AssertionError("float prices are typed only once the catalogue's edges are known")
+        return price_buckets(c, edges)
     if kind == TIME:
-        if dtype == pl.String:
-            parsed = c.str.strptime(pl.Datetime("us"), TIMESTAMP_FORMAT, strict=False)
-            return pl.when(c.str.len_bytes() == TIMESTAMP_CHARS).then(parsed).alias(col)
-        return c.cast(pl.Datetime("us"))
-    return parse_vector(c).alias(col)
+        return parse_timestamps(c, dtype, options.iso_timestamps)
+    return text_column(c) if text else parse_vector(c)
 
 
 def parse_vector(s: pl.Expr) -> pl.Expr:
@@ -131,19 +170,23 @@ def check_no_nulls(raw: RawFile, typed_path: Path) -> None:
     for col, n in nulls.items():
         if n:
             kind = raw.columns[col]
-            bad = raw.scan().with_row_index(ROW).filter(_typed(col, kind, raw.schema[col]).is_null())
+            bad = raw.scan().with_row_index(ROW).filter(raw.typed_column(col).is_null())
             example = bad.head(1).collect()
-            raise input_error(raw.path, _problem(kind, example[col][0], raw.schema[col], n), col, _row_text(example))
+            raise input_error(raw.path, _problem(kind, example[col][0], raw.options, n), col, _row_text(example))
 
 
-def _problem(kind: str, value: object, dtype: pl.DataType, n: int) -> str:
+def _problem(kind: str, value: object, options: PrepareOptions, n: int) -> str:
     many = f" ({n} rows)" if n > 1 else ""
-    if value is None:
+    if value is None or value != value:
         return f"null value{many}"
-    if kind in (ID, PRICE):
-        return f"value out of range for {'int16' if kind == PRICE else 'int64'}{many}"
+    if kind == PRICE:
+        hint = "; prices in money units: write them as floats or decimals to have them bucketed" if options.price_quantiles else ""
+        return f"integer price {value} is not a challenge price bucket 0..{N_PRICE_BUCKETS - 1}{many}{hint}"
+    if kind == ID:
+        return f"value out of range for int64{many}"
     if kind == TIME:
-        return f"unparseable timestamp, expected '{TIMESTAMP_FORMAT}'{many}"
+        accepted = "ISO-8601 (e.g. '2022-06-01T04:17:43.250+02:00') or " if options.iso_timestamps else ""
+        return f"unparseable timestamp, expected {accepted}'{CHALLENGE_TIMESTAMP}'{many}"
     return f"malformed vector string: {vector_problem(str(value))}{many}"
 
 
@@ -178,19 +221,28 @@ def check_known_skus(raw: RawFile, typed_path: Path, skus: pl.DataFrame, propert
 
 
 def read_relevant_clients(path: Path) -> np.ndarray:
-    """`input/relevant_clients.npy`: a 1-D array of unique integer client ids."""
+    """`input/relevant_clients.npy`: a 1-D array of unique client ids, as int64.
+
+    Integer ids are taken as they are; strings are hashed exactly as string `client_id` columns
+    are (`ubp.data.conversions.hash_strings`), so the file can list a log's own ids."""
     if not path.is_file():
         raise input_error(path, "file is missing: the clients that must receive a profile")
     try:
         ids = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001
-        raise input_error(path, f"cannot be read as .npy ({type(e).__name__})") from e
-    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
-        raise input_error(path, f"expected a 1-D integer array, got {ids.dtype} of shape {ids.shape}")
+        hint = "; string ids must be saved as a unicode array, e.g. np.array(ids, dtype=str)" if "pickle" in str(e) else ""
+        raise input_error(path, f"cannot be read as .npy ({type(e).__name__}{hint})") from e
+    if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or ids.dtype.kind == "U"):
+        raise input_error(path, f"expected a 1-D array of integer or string ids, got {ids.dtype} of shape {ids.shape}")
     uniq, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
-        raise input_error(path, "duplicate client ids", example=int(uniq[counts > 1][0]))
-    return ids.astype(np.int64)
+        dup = uniq[counts > 1][0]
+        raise input_error(path, "duplicate client ids", example=dup.item() if ids.dtype.kind != "U" else str(dup))
+    return hash_strings(ids) if ids.dtype.kind == "U" else ids.astype(np.int64)
+
+
+def relevant_clients_are_strings(path: Path) -> bool:
+    return path.is_file() and np.load(path, mmap_mode="r", allow_pickle=False).dtype.kind == "U"
 
 
 def _row_text(frame: pl.DataFrame) -> str:

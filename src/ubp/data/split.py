@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from ubp.data.conversions import PrepareOptions, vector_strings
 from ubp.data.prepare import RELEVANT, is_current, prepare, read_prepared
 from ubp.data.raw import EVENT_COLUMNS, PROPERTY_COLUMNS, open_raw, read_relevant_clients
 from ubp.data.targets import Purchases, write_target_files
@@ -72,14 +73,15 @@ def target_starts(end_date: datetime, days: int = DAYS_IN_TARGET) -> tuple[datet
     return train, train + timedelta(days=days)
 
 
-def split(data_dir: Path | str) -> SplitSummary:
-    """Split DIR into input and target windows (see module docstring); prepares DIR first if needed."""
+def split(data_dir: Path | str, options: PrepareOptions | None = None) -> SplitSummary:
+    """Split DIR into input and target windows (see module docstring); prepares DIR first if needed
+    (with `options`; None keeps a current store as it was prepared, or prepares with the defaults)."""
     start = time.perf_counter()
     data_dir = Path(data_dir)
     notes = []
-    if not is_current(data_dir):
-        prepare(data_dir)
+    if not is_current(data_dir, options):
         notes.append("prepared store (re)built first")
+        notes += [f"conversion: {c}" for c in prepare(data_dir, options or PrepareOptions()).conversions]
     end_date = read_prepared(data_dir, "product_buy").select(pl.col("timestamp").max()).collect().item()
     if end_date is None:
         raise input_error(data_dir / "product_buy.parquet", "no rows: the split places its windows from the last purchase", "timestamp")
@@ -100,27 +102,49 @@ def split(data_dir: Path | str) -> SplitSummary:
         _move_into(stage, data_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+    notes += _no_history_note(data_dir, tts, relevant)
     return SplitSummary(data_dir, end_date, tts, vts, input_rows, target_rows, notes, time.perf_counter() - start)
 
 
+def _no_history_note(data_dir: Path, tts: datetime, relevant) -> list[str]:
+    """A warning when relevant clients have no event at all in the input window."""
+    active = pl.concat(
+        [read_prepared(data_dir, k).filter(pl.col("timestamp") < tts).select("client_id") for k in EVENT_TYPES]
+    ).unique().collect(engine="streaming")["client_id"]
+    n = int((~pl.Series(relevant, dtype=pl.Int64).is_in(active.implode())).sum())
+    if not n:
+        return []
+    return [f"warning: {n:,} of {len(relevant):,} relevant clients have no event in the input window; "
+            "their profile is each block's empty-history row with no_history = 1"]
+
+
 def _write_input_files(data_dir: Path, out: Path, tts: datetime) -> dict[str, int]:
-    """input/<event>.parquet: raw columns, timestamp as datetime, rows before `tts` in raw order."""
+    """input/<event>.parquet: typed ids, timestamp as datetime, rows before `tts` in raw order."""
     rows = {}
     for kind in EVENT_TYPES:
-        if kind == "search_query":  # the organisers' file keeps the query string; the prepared store parsed it
-            events = open_raw(data_dir / f"{kind}.parquet", EVENT_COLUMNS[kind]).typed(keep_vector_strings=True)
-        else:
-            events = read_prepared(data_dir, kind)
+        events = _with_vector_strings(data_dir, read_prepared(data_dir, kind), f"{kind}.parquet", EVENT_VALUE_COLUMN[kind]) \
+            if kind == "search_query" else read_prepared(data_dir, kind)
         events.filter(pl.col("timestamp") < tts).sink_parquet(out / f"{kind}.parquet")
         rows[kind] = pq.read_metadata(out / f"{kind}.parquet").num_rows
     return rows
 
 
+def _with_vector_strings(data_dir: Path, prepared: pl.LazyFrame, raw_name: str, col: str) -> pl.LazyFrame:
+    """The organisers' files keep names and queries as strings: the raw string when the log gave
+    vector strings, the challenge's string form of the computed vector when it gave free text."""
+    raw = open_raw(data_dir / raw_name, EVENT_COLUMNS.get(raw_name.removesuffix(".parquet"), PROPERTY_COLUMNS))
+    order = prepared.collect_schema().names()
+    if col in raw.text:
+        return prepared.with_columns(vector_strings(pl.col(col)).alias(col))
+    return pl.concat([prepared.drop(col), raw.scan().select(col)], how="horizontal").select(order)
+
+
 def _write_target_tables(data_dir: Path, out: Path, tts: datetime, vts: datetime, end_date: datetime) -> dict[str, int]:
-    """target/{train,validation}_target.parquet: purchases of each window with the raw product properties."""
-    properties = open_raw(data_dir / PROPERTIES_FILE, PROPERTY_COLUMNS).scan().select(
-        pl.col("sku").cast(pl.Int64), *(c for c in PROPERTY_COLUMNS if c != "sku")
+    """target/{train,validation}_target.parquet: purchases of each window with the product properties."""
+    products = read_prepared(data_dir, "product_properties").with_columns(
+        pl.col("category").cast(pl.Int64), pl.col("price").cast(pl.Int64)
     )
+    properties = _with_vector_strings(data_dir, products, PROPERTIES_FILE, "name")
     ts = pl.col("timestamp")
     windows = {"train_target": (ts >= tts) & (ts < vts), "validation_target": (ts >= vts) & (ts <= end_date)}
     rows = {}

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from ubp import store
+from ubp.errors import UsageError
 from ubp.hashing import stable_hash
 from ubp.io import atomic_dir, save_npy, write_text
 from ubp.layout import EVENT_TYPES, PRODUCTS_SCHEMA, STREAM_SCHEMA, EventType
@@ -61,7 +62,7 @@ class InputWindow:
         root = store.join(store.resolve(data_dir), "input", WINDOW_DIR)
         manifest_path = store.join(root, MANIFEST)
         if not store.is_file(manifest_path):
-            raise FileNotFoundError(
+            raise UsageError(
                 f"{manifest_path}: no input window here; run `ubp split --data-dir {data_dir}` first"
             )
         manifest = json.loads(store.read_text(manifest_path))

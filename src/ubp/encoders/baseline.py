@@ -24,6 +24,7 @@ from ubp.encoders.frames import index_of, long_to_wide
 from ubp.encoders.shard_tables import fit_clients, raw_matrix
 from ubp.encoders.state import load_state, save_state
 from ubp.encoders.top_items import top_values
+from ubp.encoders.options import BaselineOptions
 from ubp.layout import VECTOR_LEN, EventType
 
 # Their EVENT_TYPE_TO_COLUMNS, in their order (which is also their feature order).
@@ -46,9 +47,9 @@ class BaselineEncoder:
     name: ClassVar[str] = "baseline"
     preferred_normalise: ClassVar[str] = "none"  # the organisers' entry is their raw features
 
-    def __init__(self, days: tuple[int, ...] = (1, 7, 30), top_n: int = 10) -> None:
-        self.days = tuple(days)
-        self.top_n = top_n
+    def __init__(self, options: BaselineOptions | None = None) -> None:
+        self.options = options or BaselineOptions()
+        self.days, self.top_n = self.options.days, self.options.top_n
 
     def fit(self, window: InputWindow, run: Run | None = None) -> "BaselineEncoder":
         rel = pl.Series(fit_clients(window), dtype=pl.Int64)
@@ -123,7 +124,7 @@ class BaselineEncoder:
     @classmethod
     def load(cls, path: Path) -> "BaselineEncoder":
         params, arrays = load_state(path)
-        enc = cls(days=tuple(params["days"]), top_n=params["top_n"])
+        enc = cls(BaselineOptions(days=tuple(params["days"]), top_n=params["top_n"]))
         enc.max_date_ = {k: (datetime.fromisoformat(v) if v else None) for k, v in params["max_date"].items()}
         enc.top_ = {k: {c: arrays[f"top__{k}__{c}"] for c in cols} for k, cols in TYPE_COLUMNS.items()}
         return enc

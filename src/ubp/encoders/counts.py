@@ -18,6 +18,7 @@ import polars as pl
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run, check_fitted
 from ubp.encoders.frames import age_days, long_to_wide
+from ubp.encoders.options import CountsOptions
 from ubp.encoders.raw_cache import cached_raw, fit_raw
 from ubp.encoders.state import load_state, save_state
 from ubp.encoders.top_items import most_bought, profile_long, profile_names
@@ -64,10 +65,9 @@ class CountsEncoder:
     name: ClassVar[str] = "counts"
     preferred_normalise: ClassVar[str] = "none"  # standardized and clipped in transform
 
-    def __init__(self, top_n: int = 100, windows: tuple[int, ...] = (7, 30, 90), clip: float = 5.0) -> None:
-        self.top_n = top_n
-        self.windows = tuple(windows)
-        self.clip = clip
+    def __init__(self, options: CountsOptions | None = None) -> None:
+        self.options = options or CountsOptions()
+        self.top_n, self.windows, self.clip = self.options.top_n, self.options.windows, self.options.clip
 
     def _names(self) -> tuple[list[str], list[str], list[str]]:
         """(profile columns, frequency columns, recency columns)."""
@@ -104,7 +104,7 @@ class CountsEncoder:
     @classmethod
     def load(cls, path: Path) -> "CountsEncoder":
         params, arrays = load_state(path)
-        enc = cls(top_n=params["top_n"], windows=tuple(params["windows"]), clip=params["clip"])
+        enc = cls(CountsOptions(top_n=params["top_n"], windows=tuple(params["windows"]), clip=params["clip"]))
         enc.columns_ = params["columns"]
         enc.categories_, enc.skus_ = arrays["categories"], arrays["skus"]
         enc.scaler_, enc.cache_ = Standardizer(arrays["mean"], arrays["std"], enc.clip), None

@@ -13,8 +13,10 @@ import numpy as np
 
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run, check_fitted
+from ubp.encoders.options import OracleOptions
 from ubp.encoders.shard_tables import rows_of
 from ubp.encoders.state import load_state, save_state
+from ubp.errors import InputError
 
 ORACLE_DIR = "oracle"
 
@@ -25,12 +27,12 @@ def read_oracle(window: InputWindow) -> tuple[np.ndarray, np.ndarray]:
     files = [folder / "client_ids.npy", folder / "embeddings.npy"]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise InputError(
             f"{missing[0]}: no oracle here; the oracle block only works on worlds written by `ubp synth`"
         )
     ids, emb = np.load(files[0]).astype(np.int64), np.load(files[1])
     if emb.ndim != 2 or len(emb) != len(ids):
-        raise ValueError(f"{files[1]}: shape {emb.shape} does not match {len(ids)} ids in {files[0]}")
+        raise InputError(f"{files[1]}: shape {emb.shape} does not match {len(ids)} ids in {files[0]}")
     return ids, emb.astype(np.float32)
 
 
@@ -41,6 +43,9 @@ class OracleEncoder:
     preferred_normalise: ClassVar[str] = "none"  # the generator writes it standardized
     # read beside the window, so a fitted oracle's cache key covers them (paths under DIR)
     reads_beside_window: ClassVar[tuple[str, ...]] = (f"{ORACLE_DIR}/client_ids.npy", f"{ORACLE_DIR}/embeddings.npy")
+
+    def __init__(self, options: OracleOptions | None = None) -> None:
+        self.options = options or OracleOptions()
 
     def fit(self, window: InputWindow, run: Run | None = None) -> "OracleEncoder":
         self.dim_ = read_oracle(window)[1].shape[1]

@@ -14,6 +14,7 @@ import numpy as np
 
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run, check_fitted
+from ubp.encoders.options import RandomOptions
 from ubp.encoders.state import load_state, save_state
 from ubp.hashing import stable_hash
 
@@ -35,8 +36,9 @@ class RandomEncoder:
     name: ClassVar[str] = "random"
     preferred_normalise: ClassVar[str] = "none"  # already unit Gaussian
 
-    def __init__(self, dim: int = 128) -> None:
-        self.dim = dim
+    def __init__(self, options: RandomOptions | None = None) -> None:
+        self.options = options or RandomOptions()
+        self.dim = self.options.dim
 
     def fit(self, window: InputWindow, run: Run | None = None) -> "RandomEncoder":
         self.seed_ = (run or Run()).seed
@@ -52,6 +54,6 @@ class RandomEncoder:
     @classmethod
     def load(cls, path: Path) -> "RandomEncoder":
         params, _ = load_state(path)
-        enc = cls(dim=params["dim"])
+        enc = cls(RandomOptions(dim=params["dim"]))
         enc.seed_ = params["seed"]
         return enc

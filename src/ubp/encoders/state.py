@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ubp.errors import input_error
 from ubp.io import atomic_dir, atomic_file, write_text
 
 
@@ -22,7 +23,7 @@ def load_state(path: Path | str) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
     for name in ("params.json", "state.npz"):
         if not (path / name).is_file():
-            raise FileNotFoundError(f"{path / name}: missing; a saved block holds params.json and state.npz")
+            raise input_error(path / name, "missing; a saved block holds params.json and state.npz")
     with np.load(path / "state.npz", allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     return json.loads((path / "params.json").read_text()), arrays

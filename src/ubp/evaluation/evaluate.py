@@ -26,13 +26,15 @@ import numpy as np
 import torch
 
 import ubp
-from ubp.errors import input_error
+from ubp.data.raw import read_relevant_clients
+from ubp.errors import UsageError, input_error
 from ubp.evaluation.labels import TaskLabels, build_labels
-from ubp.evaluation.report import atomic_write_text, write_report
 from ubp.evaluation.trainer import PROTOCOLS, TrainResult, resolve_device, train_and_score
 from ubp.evaluation.validate import load_valid_entry
 from ubp.hashing import hash_order, order_fingerprint
+from ubp.io import write_text
 from ubp.layout import TASKS
+from ubp.report import write_evaluation_report
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ class ScoringRun:
 def scoring_runs(client_ids: np.ndarray, k: int, base_seed: int) -> list[ScoringRun]:
     """The runs an entry is scored with; see the module docstring."""
     if k < 1:
-        raise ValueError(f"orders must be at least 1, got {k}")
+        raise UsageError(f"orders must be at least 1, got {k}")
     if k == 1:
         return [ScoringRun("entry", np.arange(len(client_ids)), base_seed)]
     return [ScoringRun(f"hash-salt-{s}", hash_order(client_ids, salt=s), base_seed + s) for s in range(k)]
@@ -63,9 +65,9 @@ def missing_relevant(data_dir: Path, client_ids: np.ndarray, strict: bool) -> in
     path = Path(data_dir) / "input" / "relevant_clients.npy"
     if not path.is_file():
         if strict:
-            raise FileNotFoundError(f"{path}: missing; --strict checks the entry against it")
+            raise input_error(path, "missing; --strict checks the entry against it")
         return None
-    missing = np.setdiff1d(np.load(path).astype(np.int64), client_ids)
+    missing = np.setdiff1d(read_relevant_clients(path), client_ids)
     if len(missing):
         message = f"{len(missing)} relevant clients have no row in the entry"
         if strict:
@@ -184,6 +186,6 @@ def evaluate(
     }
     out = Path(out)
     scores_path, report_path = out / SCORES_FILE, out / REPORT_FILE
-    atomic_write_text(scores_path, json.dumps(scores, indent=2))
-    write_report(scores, report_path)
+    write_text(scores_path, json.dumps(scores, indent=2))
+    write_evaluation_report(scores, report_path)
     return EvaluationResult(scores=scores, scores_path=scores_path, report_path=report_path)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ubp.errors import input_error
+from ubp.errors import UsageError, input_error
 from ubp.layout import PROPENSITY_TASKS, propensity_column
 
 WINDOWS = ("train", "validation")
@@ -44,7 +44,7 @@ def target_path(data_dir: Path, window: str) -> Path:
 def read_target_window(path: Path, columns: list[str]) -> pl.DataFrame:
     """`client_id` plus the matched columns of one target window, as Int64."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; run `ubp split --data-dir DIR` to write the target windows")
+        raise input_error(path, "missing; run `ubp split --data-dir DIR` to write the target windows")
     try:
         schema = pl.read_parquet_schema(path)
     except Exception as e:  # noqa: BLE001 - any unreadable file becomes one clear line
@@ -64,7 +64,7 @@ def read_target_window(path: Path, columns: list[str]) -> pl.DataFrame:
 
 def _load_npy(path: Path, what: str) -> np.ndarray:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; it holds {what}")
+        raise input_error(path, f"missing; it holds {what}")
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
@@ -142,5 +142,5 @@ def build_labels(data_dir: Path, client_ids: np.ndarray, tasks: tuple[str, ...])
             train, validation = (no_buy_labels(client_ids, windows[w]) for w in WINDOWS)
             labels[task] = TaskLabels(task, scored, train, validation, None)
         else:
-            raise ValueError(f"unknown task {task!r}")
+            raise UsageError(f"unknown task {task!r}")
     return labels

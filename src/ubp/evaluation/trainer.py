@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ubp.evaluation.metrics import EpochMetrics, score_epoch
 from ubp.evaluation.model import Net
+from ubp.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but torch sees no CUDA device; use --device cpu or auto")
+        raise UsageError("device 'cuda' requested but torch sees no CUDA device; use --device cpu or auto")
     return torch.device(device)
 
 

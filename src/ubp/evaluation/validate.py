@@ -12,6 +12,7 @@ import numpy as np
 
 from ubp.chunks import spans
 from ubp.entry import MAX_WIDTH
+from ubp.data.raw import read_relevant_clients
 from ubp.errors import input_error
 
 IDS = "client_ids.npy"
@@ -62,6 +63,8 @@ def relevant_problems(ids_path: Path, ids: np.ndarray, relevant_path: Path) -> l
     relevant, problem = _load(relevant_path)
     if problem:
         return [problem]
+    if relevant.dtype.kind == "U":  # a string-id log: the entry carries the hashed ids
+        relevant = read_relevant_clients(relevant_path)
     missing = np.setdiff1d(relevant, ids)
     extra = np.setdiff1d(ids, relevant)
     if len(missing) == 0 and len(extra) == 0:

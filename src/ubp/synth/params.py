@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass
 
+from ubp.errors import UsageError
+
 INPUT_DAYS = 150  # history before the train-target window
 TARGET_DAYS = 28  # train + validation target windows (2 × 14)
 N_DAYS = INPUT_DAYS + TARGET_DAYS
@@ -38,15 +40,15 @@ class WorldParams:
     def for_scale(cls, scale: str | None, n_users: int | None, seed: int) -> "WorldParams":
         """`n_users` wins over `scale`; sizes of the catalogue follow from the number of users."""
         if seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed}")
+            raise UsageError(f"seed must be a non-negative integer, got {seed}")
         if n_users is not None:
             if n_users < 1:
-                raise ValueError(f"the number of users must be positive, got {n_users}")
+                raise UsageError(f"the number of users must be positive, got {n_users}")
             n_relevant = max(1, round(RELEVANT_SHARE_CLIENTS * n_users))
         elif scale in SCALES:
             n_users, n_relevant = SCALES[scale]
         else:
-            raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)} or give a number of users")
+            raise UsageError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)} or give a number of users")
         n_skus = int(min(1_300_000, max(2_000, 1.2 * n_users)))
         n_categories = int(min(6_000, max(120, 3 * n_skus**0.5)))
         n_generic_urls = int(min(11_400_000, max(1_000, 0.6 * n_users)))

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ubp.errors import UsageError
 from ubp.io import save_npy, swap_dir, write_text
 from ubp.layout import EVENT_TYPES
 from ubp.synth.activity import active_days, sessions_per_day
@@ -117,7 +118,7 @@ def generate(out: Path, n_users: int | None, scale: str | None, seed: int, show_
     params = WorldParams.for_scale(scale, n_users, seed)
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / "world.json").is_file():
-        raise ValueError(f"{out}: exists and is not a synthetic world (no world.json); refusing to overwrite it")
+        raise UsageError(f"{out}: exists and is not a synthetic world (no world.json); refusing to overwrite it")
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "input").mkdir(parents=True)

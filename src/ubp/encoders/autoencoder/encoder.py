@@ -10,19 +10,20 @@ clean row, their latents are pulled together by InfoNCE. The block is the latent
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from ubp.chunks import spans
+from ubp.errors import InputError
 from ubp.config import from_dict
 from ubp.data.window import InputWindow
 from ubp.encoders.autoencoder.losses import autoencoder_loss, noise_sigma
 from ubp.encoders.autoencoder.model import ResidualAutoencoder
 from ubp.encoders.base import Run, check_fitted
+from ubp.encoders.options import AutoencoderOptions
 from ubp.encoders.registry import create
 from ubp.encoders.shard_tables import sample_fit_clients
 from ubp.encoders.saved_network import read_nested, read_network, write_nested, write_network
@@ -33,31 +34,12 @@ from ubp.training import choose_device, fit_loop, seed_everything
 TRANSFORM_BATCH = 65_536
 
 
-@dataclass(frozen=True)
-class AutoencoderConfig:
-    input_block: str = "features"
-    input_options: dict = field(default_factory=dict)
-    hidden: tuple[int, ...] = (512, 256, 128, 64)
-    latent: int = 64
-    epochs: int = 20
-    batch_size: int = 512
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    lambda_con: float = 0.1
-    lambda_l2: float = 1e-3
-    temperature: float = 0.1
-    sigma_start: float = 0.10
-    sigma_end: float = 0.02
-    max_users: int | None = None  # train on a seeded sample of the fit clients (None: all)
-    checkpoint_every: int = 1000  # steps between checkpoints (also one at each epoch end)
-
-
 class AutoencoderEncoder:
     name: ClassVar[str] = "autoencoder"
     preferred_normalise: ClassVar[str] = "standardize"  # latent columns on the network's own scale
 
-    def __init__(self, **options: Any) -> None:
-        self.config = from_dict(AutoencoderConfig, options, "autoencoder")
+    def __init__(self, options: AutoencoderOptions | None = None) -> None:
+        self.config = options or AutoencoderOptions()
 
     def fit(self, window: InputWindow, run: Run) -> "AutoencoderEncoder":
         cfg = self.config
@@ -65,7 +47,7 @@ class AutoencoderEncoder:
         clients = sample_fit_clients(window, cfg.max_users, run.seed)
         x = torch.from_numpy(np.ascontiguousarray(self.input_.transform(window, clients), dtype=np.float32))
         if len(x) < 2:
-            raise ValueError(f"autoencoder: needs at least 2 clients to train on, the window has {len(x)}")
+            raise InputError(f"{window.root}: autoencoder needs at least 2 clients to train on, the window has {len(x)}")
         device = choose_device(run.device)
         seed_everything(run.seed)
         model = ResidualAutoencoder(x.shape[1], cfg.hidden, cfg.latent)
@@ -113,7 +95,7 @@ class AutoencoderEncoder:
     @classmethod
     def load(cls, path: Path) -> "AutoencoderEncoder":
         params, state = read_network(path)
-        self = cls(**params["config"])
+        self = cls(from_dict(AutoencoderOptions, params["config"], str(path)))
         self.model_ = ResidualAutoencoder(params["n_in"], self.config.hidden, self.config.latent)
         self.model_.load_state_dict(state)
         self.model_.eval()

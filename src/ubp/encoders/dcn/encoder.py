@@ -17,72 +17,38 @@ from __future__ import annotations
 
 import copy
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from ubp.chunks import spans
-from ubp.config import ConfigError, from_dict
+from ubp.config import from_dict
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run, check_fitted
+from ubp.encoders.options import DcnOptions
 from ubp.encoders.dcn.inner_split import inner_labels, write_inner_window
 from ubp.encoders.dcn.losses import dcn_loss
 from ubp.encoders.dcn.model import DcnModel, quantile_edges
 from ubp.encoders.dcn.views import masked_window
 from ubp.encoders.registry import create
 from ubp.encoders.shard_tables import sample_fit_clients
+from ubp.errors import InputError
 from ubp.encoders.saved_network import read_nested, read_network, write_nested, write_network
 from ubp.io import atomic_dir
 from ubp.training import choose_device, fit_loop, seed_everything
 
 TRANSFORM_BATCH = 8_192
-VIEW_KINDS = ("events", "columns")
-
-
-@dataclass(frozen=True)
-class DcnConfig:
-    input_block: str = "features"
-    input_options: dict = field(default_factory=dict)
-    sequence_block: str | None = None  # e.g. "sequence": its embedding joins x0 through an MLP
-    sequence_options: dict = field(default_factory=dict)
-    sequence_dim: int = 64
-    n_bins: int = 32
-    column_dim: int = 2
-    ranks: tuple[int, ...] = (64, 32, 32)
-    widths: tuple[int, ...] = (64, 32, 32)  # the block dimension is their sum
-    head: tuple[int, ...] = (64, 64, 64, 64)
-    horizon_days: int = 14
-    n_targets: int = 100
-    contrastive: bool = False  # off: on the synthetic worlds it costs propensity AUROC (benchmarks/README.md)
-    views: str = "events"
-    drop_p: float = 0.3
-    lambda_con: float = 0.1
-    temperature: float = 0.1
-    epochs: int = 10
-    batch_size: int = 512
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    max_users: int | None = None  # train on a seeded sample of the fit clients (None: all)
-    checkpoint_every: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.views not in VIEW_KINDS:
-            raise ConfigError(f"dcn.views: {self.views!r}; expected one of {VIEW_KINDS}")
-        if len(self.ranks) != len(self.widths) or not self.ranks:
-            raise ConfigError(f"dcn: ranks {self.ranks} and widths {self.widths} need one entry per cross layer")
-        if not 0.0 <= self.drop_p < 1.0:
-            raise ConfigError(f"dcn.drop_p: {self.drop_p}; expected 0 <= p < 1")
 
 
 class DcnEncoder:
     name: ClassVar[str] = "dcn"
     preferred_normalise: ClassVar[str] = "standardize"  # latent columns on the network's own scale
 
-    def __init__(self, **options: Any) -> None:
-        self.config = from_dict(DcnConfig, options, "dcn")
+    def __init__(self, options: DcnOptions | None = None) -> None:
+        self.config = options or DcnOptions()
 
     @property
     def dim(self) -> int:
@@ -119,7 +85,7 @@ class DcnEncoder:
         )
         clients = sample_fit_clients(inner, cfg.max_users, run.seed)
         if len(clients) < 2:
-            raise ValueError(f"dcn: needs at least 2 clients to train on, the window has {len(clients)}")
+            raise InputError(f"{window.root}: dcn needs at least 2 clients to train on, the window has {len(clients)}")
         x, seq = self._inputs(inner, clients)
         target = inner_labels(window, inner, clients, cfg.n_targets)
         views = self._event_views(inner, clients, run, work) if cfg.contrastive and cfg.views == "events" else None
@@ -192,7 +158,7 @@ class DcnEncoder:
     @classmethod
     def load(cls, path: Path) -> "DcnEncoder":
         params, state = read_network(path)
-        self = cls(**params["config"])
+        self = cls(from_dict(DcnOptions, params["config"], str(path)))
         cfg = self.config
         nested = read_nested(path, {"input": cfg.input_block, "sequence": cfg.sequence_block})
         self.input_, self.sequence_ = nested["input"], nested["sequence"]

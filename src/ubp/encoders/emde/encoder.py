@@ -9,7 +9,8 @@ their own events without retraining.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,7 +19,9 @@ import polars as pl
 import scipy.sparse as sp
 
 from ubp.data.window import InputWindow
+from ubp.config import from_dict
 from ubp.encoders.base import Run, check_fitted
+from ubp.encoders.options import EmdeOptions
 from ubp.encoders.emde.cleora import item_vectors
 from ubp.encoders.emde.compress import SketchCompressor
 from ubp.encoders.emde.items import ItemVocab, item_events
@@ -27,44 +30,25 @@ from ubp.encoders.emde.sketch import DecayedWeights, sketch_rows, sketch_width
 from ubp.encoders.shard_tables import shard_jobs
 from ubp.engines import map_shards
 from ubp.hashing import stable_hash
+from ubp.errors import InputError
 from ubp.io import atomic_dir, atomic_file, write_json
 
 CONFIG_FILE = "emde.json"
 ARRAYS_FILE = "emde.npz"
-MAX_OUT_DIM = 256
 
 
 class EmdeEncoder:
     name: ClassVar[str] = "emde"
     preferred_normalise: ClassVar[str] = "none"  # standardized in transform
 
-    def __init__(
-        self,
-        dim: int = 64,
-        iterations: int = 3,
-        n_partitions: int = 10,
-        n_buckets: int = 128,
-        half_lives_days: Sequence[float] = (7.0, 60.0),
-        out_dim: int = 256,
-        fit_users: int = 50_000,
-    ) -> None:
-        if not 1 <= out_dim <= MAX_OUT_DIM:
-            raise ValueError(f"emde: out_dim must be in 1..{MAX_OUT_DIM}, got {out_dim}")
-        if not half_lives_days or min(half_lives_days) <= 0:
-            raise ValueError(f"emde: half_lives_days must be positive, got {half_lives_days}")
-        if min(dim, iterations, n_partitions, fit_users) < 1:
-            raise ValueError("emde: dim, iterations, n_partitions and fit_users must be ≥ 1")
-        self.dim = dim
-        self.iterations = iterations
-        self.n_partitions = n_partitions
-        self.n_buckets = n_buckets
-        self.half_lives_days = tuple(float(h) for h in half_lives_days)
-        self.out_dim = out_dim
-        self.fit_users = fit_users
+    def __init__(self, options: EmdeOptions | None = None) -> None:
+        self.options = o = options or EmdeOptions()
+        self.dim, self.iterations, self.n_partitions, self.n_buckets = o.dim, o.iterations, o.n_partitions, o.n_buckets
+        self.half_lives_days = tuple(float(h) for h in o.half_lives_days)
+        self.out_dim, self.fit_users = o.out_dim, o.fit_users
 
     def _options(self) -> dict:
-        names = ("dim", "iterations", "n_partitions", "n_buckets", "out_dim", "fit_users")
-        return {k: getattr(self, k) for k in names} | {"half_lives_days": list(self.half_lives_days)}
+        return asdict(self.options)
 
     def fit(self, window: InputWindow, run: Run) -> "EmdeEncoder":
         self.vocab_ = ItemVocab.from_window(window)
@@ -110,13 +94,13 @@ class EmdeEncoder:
     @classmethod
     def load(cls, path: Path) -> "EmdeEncoder":
         path = Path(path)
-        encoder = cls(**json.loads((path / CONFIG_FILE).read_text()))
+        encoder = cls(from_dict(EmdeOptions, json.loads((path / CONFIG_FILE).read_text()), str(path / CONFIG_FILE)))
         with np.load(path / ARRAYS_FILE, allow_pickle=False) as z:
             encoder.vocab_ = ItemVocab(z["sku_ids"], z["url_ids"])
             encoder.codes_ = z["codes"]
             encoder.compressor_ = SketchCompressor(z["components"], z["mean"], z["scale"])
         if encoder.codes_.shape != (encoder.vocab_.n_items, encoder.n_partitions):
-            raise ValueError(f"{path / ARRAYS_FILE}: codes shape {encoder.codes_.shape} does not match the vocabulary")
+            raise InputError(f"{path / ARRAYS_FILE}: codes shape {encoder.codes_.shape} does not match the vocabulary")
         return encoder
 
 

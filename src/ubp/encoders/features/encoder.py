@@ -10,7 +10,7 @@ and standardizes with clipped z-scores.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -20,7 +20,9 @@ import polars as pl
 
 from ubp.chunks import spans
 from ubp.data.window import InputWindow
+from ubp.config import from_dict
 from ubp.encoders.base import Run, check_fitted
+from ubp.encoders.options import FeaturesOptions
 from ubp.encoders.features.behaviour import event_table, item_event_table, item_tables, query_table
 from ubp.encoders.features.clusters import (
     assign_clusters,
@@ -136,21 +138,11 @@ class FeaturesEncoder:
     name: ClassVar[str] = "features"
     preferred_normalise: ClassVar[str] = "none"  # standardized and clipped in transform
 
-    def __init__(
-        self,
-        windows: tuple[int, ...] = (7, 14, 28, 60),
-        n_clusters: int = 32,
-        n_price_groups: int = 10,
-        half_lives: tuple[float, ...] = (7.0, 60.0),
-        top_n: int = 100,
-        clip: float = 5.0,
-    ) -> None:
-        self.windows = tuple(windows)
-        self.n_clusters = n_clusters
-        self.n_price_groups = n_price_groups
-        self.half_lives = tuple(float(h) for h in half_lives)
-        self.top_n = top_n
-        self.clip = clip
+    def __init__(self, options: FeaturesOptions | None = None) -> None:
+        self.options = o = options or FeaturesOptions()
+        self.windows, self.n_clusters, self.n_price_groups = o.windows, o.n_clusters, o.n_price_groups
+        self.half_lives = tuple(float(h) for h in o.half_lives)
+        self.top_n, self.clip = o.top_n, o.clip
 
     def _table(self, window: InputWindow | None) -> "FeaturesTable":
         """The per-shard query with what it needs of the fit (no cache); `None`: an empty layout probe."""
@@ -233,10 +225,8 @@ class FeaturesEncoder:
     @classmethod
     def load(cls, path: Path) -> "FeaturesEncoder":
         params, arrays = load_state(path)
-        enc = cls(
-            windows=tuple(params["windows"]), n_clusters=params["n_clusters"], n_price_groups=params["n_price_groups"],
-            half_lives=tuple(params["half_lives"]), top_n=params["top_n"], clip=params["clip"],
-        )
+        names = [f.name for f in fields(FeaturesOptions)]
+        enc = cls(from_dict(FeaturesOptions, {k: params[k] for k in names}, str(path)))
         enc.columns_, enc.nullable_ = params["columns"], params["nullable"]
         for k in ("centres", "pop_skus", "pop_log", "categories", "skus"):
             setattr(enc, f"{k}_", arrays[k])

@@ -15,59 +15,32 @@ share evidence. The nested block is saved in the `sequence` subfolder.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ubp.config import ConfigError, from_dict
+from ubp.config import from_dict
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run, check_fitted
+from ubp.encoders.options import GraphOptions
 from ubp.encoders.graph.edges import RELATIONS, lookup, read_edges, user_table
 from ubp.encoders.graph.items import product_content
 from ubp.encoders.graph.model import TwHIN, in_batch_bce
+from ubp.encoders.sequence.config import sequence_options
 from ubp.encoders.sequence.encoder import SequenceEncoder
 from ubp.encoders.saved_network import read_nested, read_network, write_nested, write_network
 from ubp.io import atomic_dir, save_npy
 from ubp.training import choose_device, fit_loop, seed_everything
 
-ITEM_ENCODERS = ("table", "sequence")
-
-
-@dataclass(frozen=True)
-class GraphConfig:
-    dim: int = 256
-    max_users: int = 1_500_000  # learned user vectors (relevant clients with edges always included)
-    epochs: int = 10
-    batch_size: int = 2048  # edges per batch; every other edge's target is a negative
-    lr: float = 0.01  # SparseAdam, user and item tables
-    dense_lr: float = 0.01  # Adam, relation vectors (and scale)
-    # Logit = scale·cos + bias. The slides' plain σ(cos) is learn_scale=False, scale=1, bias=0: on a
-    # synthetic 3,000-user graph it collapses all users to one direction (community probe 0.09 =
-    # chance); learned from (10, −10) as in SigLIP it reaches 0.95 (recall@10 of held-out items .14 vs .01).
-    learn_scale: bool = True
-    scale: float = 10.0  # initial scale
-    bias: float = -10.0  # initial bias
-    checkpoint_every: int = 2000  # steps between checkpoints (also one at each epoch end)
-    item_encoder: str = "table"  # "table": a sparse item table; "sequence": mapped sequence-model content
-    sequence_options: dict = field(default_factory=dict)  # SequenceEncoder options (preset, fields) for "sequence"
-
-    def __post_init__(self) -> None:
-        if self.item_encoder not in ITEM_ENCODERS:
-            raise ConfigError(f"graph.item_encoder: {self.item_encoder!r}; expected one of {ITEM_ENCODERS}")
-        if self.sequence_options and self.item_encoder != "sequence":
-            raise ConfigError('graph.sequence_options: only used with item_encoder = "sequence"')
-
-
 class GraphEncoder:
     name: ClassVar[str] = "graph"
     preferred_normalise: ClassVar[str] = "l2"  # scored by cosine in training
 
-    def __init__(self, **options: Any) -> None:
-        self.config = from_dict(GraphConfig, options, "graph")
+    def __init__(self, options: GraphOptions | None = None) -> None:
+        self.config = options or GraphOptions()
 
     def fit(self, window: InputWindow, run: Run) -> "GraphEncoder":
         cfg = self.config
@@ -112,7 +85,7 @@ class GraphEncoder:
         if self.config.item_encoder != "sequence":
             return None
         work = None if run.work_dir is None else Path(run.work_dir) / self.name
-        self.sequence_ = SequenceEncoder(**self.config.sequence_options).fit(window, dataclasses.replace(run, work_dir=work))
+        self.sequence_ = SequenceEncoder(sequence_options(self.config.sequence_options)).fit(window, dataclasses.replace(run, work_dir=work))
         return product_content(self.sequence_.model_, self.sequence_.config, window.products(), self.items_)
 
     def _model(self, item_features: torch.Tensor | None = None) -> TwHIN:
@@ -157,7 +130,7 @@ class GraphEncoder:
     @classmethod
     def load(cls, path: Path) -> "GraphEncoder":
         params, state = read_network(path)
-        self = cls(**params)
+        self = cls(from_dict(GraphOptions, params, str(path)))
         self.users_, self.items_ = np.load(Path(path) / "users.npy"), np.load(Path(path) / "items.npy")
         item_block = "sequence" if self.config.item_encoder == "sequence" else None  # the nested block, if any
         self.sequence_ = read_nested(path, {"sequence": item_block})["sequence"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ubp.config import ConfigError, from_dict
+from ubp.encoders.options import option
 
 # The training objectives; each has an option `<name>_weight` (0 switches it off).
 OBJECTIVES: tuple[str, ...] = ("nip", "nup", "netp", "tdp", "future_window")
@@ -17,37 +18,39 @@ OBJECTIVES: tuple[str, ...] = ("nip", "nup", "netp", "tdp", "future_window")
 
 @dataclass(frozen=True)
 class SequenceConfig:
+    """The sequence block's options: a `preset` whose sizes any field overrides by name."""
+
+    preset: str = option("cpu", "size preset: tiny, cpu, 19m, 126m or 252m (fields given beside it override it)")
     # model
-    width: int = 128  # hidden size = user embedding dimension
-    layers: int = 4
-    heads: int = 4
-    dropout: float = 0.1
-    max_len: int = 256  # events per training chunk and per inference window
-    hash_rows: int = 2**16  # rows of the shared "unified embedding" table (row 0 = missing id)
-    part_dim: int = 64  # width of each content part (an id's two lookups concatenated, price, name)
-    price_buckets: int = 100
+    width: int = option(128, 'hidden size = user embedding dimension')
+    layers: int = option(4, 'Transformer layers')
+    heads: int = option(4, 'attention heads')
+    dropout: float = option(0.1, 'dropout rate')
+    max_len: int = option(256, 'events per training chunk and per inference window')
+    hash_rows: int = option(2**16, 'rows of the shared "unified embedding" table (row 0 = missing id)')
+    part_dim: int = option(64, "width of each content part (an id's two lookups concatenated, price, name)")
+    price_buckets: int = option(100, 'price buckets of the log')
     # objectives: weight 0 switches one off
-    nip_weight: float = 1.0  # next item (buy / add / remove targets), sampled softmax
-    nup_weight: float = 1.0  # next URL (page-visit targets), sampled softmax
-    netp_weight: float = 1.0  # next event type, cross-entropy
-    tdp_weight: float = 1.0  # log1p hours to the next event, squared error
-    # ids (SKU / category / URL) of an event in the next `future_window_days`, sampled softmax;
-    # off by default: not yet measured to help
-    future_window_weight: float = 0.0
-    future_window_days: float = 14.0
-    temperature: float = 0.05
-    uniform_negatives: int = 1024  # NIP negatives drawn uniformly from the item vocabulary
+    nip_weight: float = option(1.0, 'next item (buy / add / remove targets), sampled softmax')
+    nup_weight: float = option(1.0, 'next URL (page-visit targets), sampled softmax')
+    netp_weight: float = option(1.0, 'next event type, cross-entropy')
+    tdp_weight: float = option(1.0, 'log1p hours to the next event, squared error')
+    # ids (SKU / category / URL) of an event in the next `future_window_days`, sampled softmax
+    future_window_weight: float = option(0.0, 'weight of predicting the ids of the next future_window_days (off: not yet measured to help)')
+    future_window_days: float = option(14.0, 'days after an event that future_window targets cover')
+    temperature: float = option(0.05, 'sampled-softmax temperature')
+    uniform_negatives: int = option(1024, 'NIP negatives drawn uniformly from the item vocabulary')
     # training
-    batch_size: int = 32  # sequences per step (per process under DDP)
-    epochs: float = 1.0
-    max_steps: int = 0  # 0 = no cap besides `epochs`
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 100  # at most a tenth of the run
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    grad_clip: float = 1.0
-    checkpoint_every: int = 500
-    infer_batch_size: int = 256
+    batch_size: int = option(32, 'sequences per step (per process under DDP)')
+    epochs: float = option(1.0, 'passes over the training chunks')
+    max_steps: int = option(0, 'step cap (0: none besides epochs)')
+    lr: float = option(1e-3, 'AdamW peak learning rate')
+    weight_decay: float = option(0.01, 'AdamW weight decay')
+    warmup_steps: int = option(100, 'linear warm-up steps (at most a tenth of the run)')
+    min_lr_ratio: float = option(0.1, 'cosine decays to lr * min_lr_ratio')
+    grad_clip: float = option(1.0, 'gradient-norm clip')
+    checkpoint_every: int = option(500, 'steps between checkpoints')
+    infer_batch_size: int = option(256, 'users per inference batch')
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
@@ -78,6 +81,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_config(preset: str = "cpu", **overrides: Any) -> SequenceConfig:
     """A preset with fields overridden by name; an unknown preset or field is an error."""
+    return sequence_options({"preset": preset, **overrides}, where=f"sequence[{preset}]")
+
+
+def sequence_options(options: dict[str, Any], where: str = "sequence") -> SequenceConfig:
+    """The block's options from a recipe: the preset's values, then the fields given beside it."""
+    options = dict(options)
+    preset = options.pop("preset", "cpu")
+    if not isinstance(preset, str):
+        raise ConfigError(f"{where}.preset: expected str, got {preset!r}")
     if preset not in PRESETS:
-        raise ConfigError(f"sequence: unknown preset {preset!r}; known: {sorted(PRESETS)}")
-    return from_dict(SequenceConfig, {**PRESETS[preset], **overrides}, where=f"sequence[{preset}]")
+        raise ConfigError(f"{where}.preset: unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    return from_dict(SequenceConfig, {**PRESETS[preset], **options, "preset": preset}, where=where)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from ubp.config import to_dict
+from ubp.config import from_dict, to_dict
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run, check_fitted
 from ubp.encoders.sequence.config import SequenceConfig, make_config
@@ -31,16 +31,14 @@ MODEL_FILE = "sequence.pt"
 class SequenceEncoder:
     """Causal Transformer over each user's last events; the embedding is its final hidden state.
 
-    Options: `preset` ("tiny", "cpu", "19m", "126m", "252m") and any `SequenceConfig` field.
+    Options: a `SequenceConfig` (a preset, "tiny" / "cpu" / "19m" / "126m" / "252m", and any field).
     """
 
     name: ClassVar[str] = "sequence"
     preferred_normalise: ClassVar[str] = "l2"  # neural rows: direction matters, norm does not
 
-    def __init__(self, preset: str = "cpu", **overrides: Any) -> None:
-        self.preset = preset
-        self.overrides = overrides
-        self.config: SequenceConfig = make_config(preset, **overrides)
+    def __init__(self, options: SequenceConfig | None = None) -> None:
+        self.config: SequenceConfig = options or make_config()
 
     def fit(self, window: InputWindow, run: Run, callback: Callback | None = None) -> "SequenceEncoder":
         cfg = self.config
@@ -64,14 +62,14 @@ class SequenceEncoder:
     @classmethod
     def load(cls, path: Path) -> "SequenceEncoder":
         saved = torch.load(Path(path) / MODEL_FILE, map_location="cpu", weights_only=True)
-        encoder = cls(preset="cpu", **saved["config"])
+        encoder = cls(from_dict(SequenceConfig, saved["config"], str(path)))
         encoder.model_ = SequenceModel(encoder.config)
         encoder.model_.load_state_dict(saved["state"])
         encoder.model_.eval()
         return encoder
 
     def __repr__(self) -> str:
-        return f"SequenceEncoder({json.dumps({'preset': self.preset, **self.overrides})})"
+        return f"SequenceEncoder({json.dumps(to_dict(self.config))})"
 
 
 @torch.no_grad()

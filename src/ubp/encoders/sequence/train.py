@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from ubp.errors import UsageError
 from ubp.config import to_dict
 from ubp.encoders.base import Run
 from ubp.encoders.sequence.config import SequenceConfig
@@ -154,7 +155,7 @@ def _save(path: Path, model, optimizer, scheduler, step: int, cfg: SequenceConfi
 def _resume(path: Path, model, optimizer, scheduler, cfg: SequenceConfig) -> int:
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state["config"] != to_dict(cfg):
-        raise ValueError(f"{path}: checkpoint of a different sequence config; remove it or use another work_dir")
+        raise UsageError(f"{path}: checkpoint of a different sequence config; remove it or use another work_dir")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
