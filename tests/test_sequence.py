@@ -22,7 +22,7 @@ from ubp.encoders.sequence.config import make_config
 from ubp.encoders.sequence.encoder import SequenceEncoder
 from ubp.encoders.sequence.model import SequenceModel
 from ubp.encoders.sequence.objectives import objective_losses, sampled_softmax, vocabulary_tensors
-from ubp.encoders.sequence.tokens import batch_width, item_vocabulary, make_batch, tokenize, training_chunks
+from ubp.encoders.sequence.tokens import batch_width, hash_rows_of, item_vocabulary, make_batch, tokenize, training_chunks
 from ubp.errors import InputError
 from ubp.layout import STREAM_SCHEMA, VECTOR_LEN
 from ubp.training import CheckpointMismatch
@@ -108,13 +108,13 @@ def test_training_chunks_align_to_the_end() -> None:
 def tokenize_lengths(lengths: list[int]):
     from ubp.encoders.sequence.tokens import Tokens
 
-    base = Tokens.empty()
     offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
     n = int(offsets[-1])
-    per_event = {f: np.zeros((n, *getattr(base, f).shape[1:]), getattr(base, f).dtype) for f in
-                 ("event_type", "ids", "price", "tokens", "has_tokens", "weekday", "hour", "log_gap", "log_age",
-                  "timestamp")}
-    return Tokens(client_ids=np.arange(len(lengths)), offsets=offsets, **per_event)
+    return Tokens(
+        client_ids=np.arange(len(lengths)), offsets=offsets, event_type=np.zeros(n, np.uint8),
+        timestamp=np.zeros(n, np.int64), row=np.zeros(n, np.int32), row_ids=np.zeros((1, 6), np.int32),
+        row_price=np.zeros(1, np.int16), row_text=np.zeros((1, 16), np.uint8), row_has_text=np.zeros(1, bool),
+    )
 
 
 def test_model_is_causal(window: InputWindow) -> None:
@@ -309,3 +309,43 @@ def test_schedule_warms_up_then_decays_to_the_floor() -> None:
     assert [round(factor(s), 6) for s in (0, 4)] == [0.2, 1.0]
     assert factor(5) == 1.0 and round(factor(50), 6) == 0.1
     assert round(factor(5 + 45 // 2), 2) == round(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 22 / 45)), 2)
+
+
+def test_tokens_equal_the_per_event_formulas(window: InputWindow) -> None:
+    """The compact tokens give every event the features the model always got (so the same embeddings)."""
+    tokens = tokenize(window, 1024, 100)
+    ts = pl.col("timestamp")
+    df = window.stream().collect().sort(["client_id", "timestamp", "event_type"], maintain_order=True).with_columns(
+        log_gap=(ts.diff().over("client_id").dt.total_microseconds().fill_null(0) / 3.6e9).log1p(),
+        log_age=((ts - ts.min().over("client_id")).dt.total_microseconds() / 8.64e10).log1p(),
+        weekday=ts.dt.weekday() - 1, hour=ts.dt.hour(),
+        price=(pl.col("price").cast(pl.Int32).clip(0, 99) + 1).fill_null(0),
+        has_tokens=pl.col("tokens").arr.get(0).is_not_null(),
+    )
+    order = np.argsort(tokens.client_ids, kind="stable")  # shards hold disjoint users; compare user by user
+    index = np.concatenate([np.arange(tokens.offsets[u], tokens.offsets[u + 1]) for u in order])
+    time = tokens.time_features(index)
+    for name in ("log_gap", "log_age"):
+        np.testing.assert_array_equal(time[name], df[name].to_numpy().astype(np.float32), err_msg=name)
+    for name in ("weekday", "hour"):
+        np.testing.assert_array_equal(time[name], df[name].to_numpy(), err_msg=name)
+    np.testing.assert_array_equal(tokens.price[index], df["price"].to_numpy())
+    np.testing.assert_array_equal(tokens.has_tokens[index], df["has_tokens"].to_numpy())
+    text = df.select(pl.col("tokens").arr.get(i).fill_null(0).alias(f"t{i}") for i in range(16)).to_numpy()
+    np.testing.assert_array_equal(tokens.tokens[index], text)
+    sku = hash_rows_of(df["sku"], 1, 1024, salt=0)
+    np.testing.assert_array_equal(tokens.ids[index, 1], sku)
+
+
+def test_tokens_are_written_once_as_memory_maps(window: InputWindow, tmp_path: Path) -> None:
+    tokens = tokenize(window, 1024, 100, folder=tmp_path)
+    (folder,) = tmp_path.glob("tokens-*")
+    assert isinstance(tokens.timestamp, np.memmap) and isinstance(tokens.row, np.memmap)
+    per_event = sum(a.itemsize for a in (tokens.event_type, tokens.timestamp, tokens.row))
+    assert per_event == 13  # type, time, item row; items, calendar and gaps are not stored per event
+    stamp = (folder / "row.raw").stat().st_mtime_ns
+    again = tokenize(window, 1024, 100, folder=tmp_path)  # another process or rank opens the same files
+    assert (folder / "row.raw").stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(again.row, tokens.row)
+    in_memory = tokenize(window, 1024, 100)
+    np.testing.assert_array_equal(np.asarray(in_memory.ids), np.asarray(tokens.ids))

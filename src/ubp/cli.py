@@ -188,8 +188,30 @@ def blocks() -> None:
 _CACHE = click.option("--cache", type=click.Path(path_type=Path), default=None,
                       help="Cache folder (fitted blocks, embedding windows). Default: $UBP_CACHE_DIR or ~/.cache/ubp.")
 _DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-_ENGINE = click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                       help="Where the per-shard feature maps run: here, or on Ray Data (the cluster at RAY_ADDRESS).")
+_ENGINE_OPTIONS = [
+    click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                 help="Where the per-shard maps run: here, or on Ray (the cluster at RAY_ADDRESS)."),
+    click.option("--ray-runtime-env", default=None,
+                 help="Ray runtime_env as JSON (default: $UBP_RAY_RUNTIME_ENV)."),
+    click.option("--scratch", default=None,
+                 help="Where Ray tasks write per-shard tables; a path or URI every node reaches "
+                      "(default: $UBP_SCRATCH, else DIR/input/.ubp-scratch)."),
+]
+
+
+def _ENGINE(fn):
+    """--engine, --ray-runtime-env and --scratch, turned into one `engines.Engine` argument `engine`."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, engine, ray_runtime_env, scratch, **kwargs):
+        from ubp import engines
+
+        return fn(*args, engine=engines.from_env(engine, ray_runtime_env, scratch), **kwargs)
+
+    for option in reversed(_ENGINE_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 @main.command()
@@ -198,9 +220,9 @@ _ENGINE = click.option("--engine", type=click.Choice(["local", "ray"]), default=
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Model folder to write.")
 @_CACHE
 @_DEVICE
-@_ENGINE
 @_fail_cleanly
-def fit(data_dir: Path, config: Path | None, out: Path, cache: Path | None, device: str, engine: str) -> None:
+@_ENGINE
+def fit(data_dir: Path, config: Path | None, out: Path, cache: Path | None, device: str, engine) -> None:
     """Fit a profile on a log's input window and save it as a model folder (for `ubp embed --model`)."""
     from ubp import distributed, engines
     from ubp.cache import cache_root
@@ -221,7 +243,8 @@ def fit(data_dir: Path, config: Path | None, out: Path, cache: Path | None, devi
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), required=True, help="Log in the challenge layout.")
+@click.option("--data-dir", required=True,
+              help="Log in the challenge layout; with --blocks also the URI of a split window (s3://bucket/world).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Entry folder to write.")
 @click.option("--model", type=click.Path(path_type=Path), default=None,
               help="A fitted profile (ubp fit / RUN/model): applied without refitting.")
@@ -240,17 +263,17 @@ def fit(data_dir: Path, config: Path | None, out: Path, cache: Path | None, devi
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fit (--blocks).")
 @_CACHE
 @_DEVICE
-@_ENGINE
 @_fail_cleanly
-def embed(data_dir: Path, out: Path, model: Path | None, as_of, clients: Path | None, fmt: str, dtype: str, layout: str,
-          config: Path | None, block_names: str | None, seed: int, cache: Path | None, device: str, engine: str) -> None:
+@_ENGINE
+def embed(data_dir: str, out: Path, model: Path | None, as_of, clients: Path | None, fmt: str, dtype: str, layout: str,
+          config: Path | None, block_names: str | None, seed: int, cache: Path | None, device: str, engine) -> None:
     """Embed clients: with --model, a saved profile applied to any log at any date; with --config
     (a recipe) or --blocks, blocks fitted on the log's input window.
 
     Fitting here runs under `torchrun --nproc_per_node N -m ubp embed …` too: the processes train
     together (DDP) and each embeds a share of the clients; rank 0 writes.
     """
-    from ubp import distributed, engines
+    from ubp import distributed, engines, store
     from ubp.cache import cache_root
     from ubp.errors import UsageError
 
@@ -262,7 +285,8 @@ def embed(data_dir: Path, out: Path, model: Path | None, as_of, clients: Path | 
         from ubp.embedding import embed_with_model
 
         with engines.use(engine):
-            summary = embed_with_model(model, data_dir, out, cache_root(cache), as_of, clients, fmt, dtype, layout)
+            summary = embed_with_model(model, store.local_path(store.resolve(data_dir)), out, cache_root(cache), as_of,
+                                       clients, fmt, dtype, layout)
         click.echo(summary.describe())
         return
     if as_of is not None or clients is not None or fmt != "npy":
@@ -353,7 +377,7 @@ def _run_options(fn):
     import functools
 
     options = [
-        click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+        click.option("--data-dir", default=None,
                      help="Raw challenge directory. Default: generate a synthetic world under OUT/world."),
         click.option("--config", type=click.Path(path_type=Path), default=None,
                      help="Profile recipe (TOML). Default: the shipped one."),

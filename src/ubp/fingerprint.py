@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import ubp
+from ubp import store
 
 READ_BYTES = 1 << 22
 
@@ -41,9 +42,23 @@ def _hashed(path: str, dev: int, ino: int, size: int, mtime_ns: int) -> str:
 
 
 def files_fingerprint(root: Path | str, names: list[str]) -> dict[str, str | None]:
-    """Digest of each named file under `root` (None for an absent one), keyed by its relative name."""
+    """Digest of each named file under `root` (None for an absent one), keyed by its relative name;
+    `root` may be an object-store URI (`ubp.store`)."""
+    if store.is_uri(root):
+        return {n: _stored_digest(store.join(root, n)) if store.is_file(store.join(root, n)) else None for n in names}
     root = Path(root)
     return {n: file_digest(root / n) if (root / n).is_file() else None for n in names}
+
+
+def _stored_digest(location: str) -> str:
+    """`file_digest` of an object in a store, read in blocks through its filesystem."""
+    fs, path = store.filesystem(location)
+    h, size = hashlib.blake2b(digest_size=16), 0
+    with fs.open_input_stream(path) as f:
+        for chunk in iter(lambda: f.read(READ_BYTES), b""):
+            h.update(chunk)
+            size += len(chunk)
+    return f"{size}:{h.hexdigest()}"
 
 
 def digest(obj: Any, size: int = 12) -> str:

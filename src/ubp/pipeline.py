@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from ubp import distributed
+from ubp import distributed, store
 from ubp.cache import cache_root
 from ubp.data.window import InputWindow
 from ubp.device import resolve_device
@@ -35,7 +35,7 @@ REFERENCES = ("random", "baseline", "counts", "oracle")
 @dataclass(frozen=True)
 class RunOptions:
     out: Path
-    data_dir: Path | None = None  # None: generate a synthetic world of `scale` under out/world
+    data_dir: Path | str | None = None  # None: generate a synthetic world of `scale` under out/world
     scale: str = "small"
     world_seed: int = 1
     mode: str = "quick"
@@ -50,8 +50,8 @@ class RunOptions:
 
 def ensure_world(opts: RunOptions) -> Path:
     """The data directory: the user's, or a synthetic world generated once per scale and seed."""
-    if opts.data_dir is not None:
-        return Path(opts.data_dir)
+    if opts.data_dir is not None:  # a URI is refused here: split and evaluation write beside the data
+        return store.local_path(store.resolve(opts.data_dir))
     world = Path(opts.out) / "world"
     made = json.loads((world / "world.json").read_text()) if (world / "world.json").is_file() else {}
     if (made.get("scale"), made.get("seed")) != (opts.scale, opts.world_seed):
@@ -78,9 +78,12 @@ def stamp_split(data_dir: Path, key: dict) -> None:
     write_json(Path(data_dir) / "input" / SPLIT_KEY, key)
 
 
-def ensure_split(data_dir: Path) -> InputWindow:
+def ensure_split(data_dir: Path | str) -> InputWindow:
     """Prepare and split unless the input window and targets there were made from the raw files as
-    they are now (content, not dates) by this code."""
+    they are now (content, not dates) by this code. A window in an object store is read as it is:
+    split it where its raw files are, then copy `DIR/input/` there."""
+    if store.is_uri(data_dir):
+        return InputWindow.open(data_dir)
     data_dir = Path(data_dir)
     stamp = data_dir / "input" / SPLIT_KEY
     key = split_key(data_dir)

@@ -9,6 +9,7 @@ block only, a rewritten log refits every block, a moved data folder refits nothi
 from __future__ import annotations
 
 import logging
+import posixpath
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -24,6 +25,7 @@ from ubp.data.history import no_history
 from ubp.data.window import MANIFEST, PRODUCTS, RELEVANT, InputWindow
 from ubp.encoders import REGISTRY, create
 from ubp.encoders.base import Run
+from ubp import store
 from ubp.entry import write_entry
 from ubp.fingerprint import code_version, digest, files_fingerprint
 from ubp.io import save_npy, write_json
@@ -39,7 +41,7 @@ MODEL = "model"  # the fitted encoder's folder inside a cache entry
 
 def window_fingerprint(window: InputWindow) -> str:
     """Digest of the window's content: its manifest, event shards, products and relevant clients."""
-    names = [MANIFEST, PRODUCTS, RELEVANT, *(str(s.relative_to(window.root)) for s in window.shards)]
+    names = [MANIFEST, PRODUCTS, RELEVANT, *(posixpath.relpath(s, window.root) for s in window.shards)]
     return digest(files_fingerprint(window.root, names))
 
 
@@ -108,7 +110,7 @@ def fit_block(
     save_npy(matrix_path, matrix)
     save_npy(ids_path, client_ids)
     shutil.rmtree(work, ignore_errors=True)
-    write_meta(folder, "blocks", {**key, "data_dir": str(window.data_dir.resolve()), "n_clients": len(client_ids)})
+    write_meta(folder, "blocks", {**key, "data_dir": str(window.data_dir), "n_clients": len(client_ids)})
     return BlockMatrix(spec, matrix, cached=False, seconds=round(time.perf_counter() - start, 2), model_dir=folder / MODEL)
 
 
@@ -192,7 +194,7 @@ def build_profile(
     rank 0 blends and writes, the other ranks return {}."""
     ids = window.relevant_clients if client_ids is None else np.asarray(client_ids, dtype=np.int64)
     if len(ids) == 0:
-        raise input_error(window.root / RELEVANT, "no clients to embed")
+        raise input_error(store.join(window.root, RELEVANT), "no clients to embed")
     n_unseen = int(no_history(window, ids).sum())
     if n_unseen and "no_history" not in {b.name for b in recipe.blocks}:
         log.warning("%d of %d clients have no event in the input window: the profile gets a no_history column",

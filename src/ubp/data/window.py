@@ -5,12 +5,15 @@ stream per user, sharded by a hash of `client_id`), `products.parquet`, `window.
 relevant clients. The folder is written whole and swapped in with one rename, so a reader sees
 the old window or the new one. Every read filters
 `timestamp < cutoff`, so an encoder cannot see an event at or after the train-target start
-even if such rows were written there by mistake.
+even if such rows were written there by mistake. DIR may be a local folder or an object-store
+URI (`ubp.store`); a `Shard` names one shard's file and the cutoff, all a task on another
+machine needs to read it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ubp import store
 from ubp.errors import UsageError
 from ubp.hashing import stable_hash
 from ubp.io import atomic_dir, save_npy, write_text
@@ -33,27 +37,38 @@ EVENTS_PER_SHARD = 4_000_000
 
 
 @dataclass(frozen=True)
+class Shard:
+    """One shard of a window: its file (absolute path or URI) and the cutoff every read applies."""
+
+    path: str
+    cutoff: datetime
+
+    def scan(self) -> pl.LazyFrame:
+        return store.scan_parquet(self.path).filter(pl.col("timestamp") < self.cutoff)
+
+
+@dataclass(frozen=True)
 class InputWindow:
     """Typed input-window events of one data directory (read-only)."""
 
-    root: Path  # DIR/input/window
+    root: str  # DIR/input/window: an absolute local path or a URI (`ubp.store`)
     cutoff: datetime  # train-target start; nothing at or after it is ever returned
-    shards: tuple[Path, ...]
+    shards: tuple[str, ...]
     event_counts: dict[str, int]
     relevant_clients: np.ndarray
 
     @classmethod
     def open(cls, data_dir: Path | str) -> "InputWindow":
-        root = Path(data_dir) / "input" / WINDOW_DIR
-        manifest_path = root / MANIFEST
-        if not manifest_path.is_file():
+        root = store.join(store.resolve(data_dir), "input", WINDOW_DIR)
+        manifest_path = store.join(root, MANIFEST)
+        if not store.is_file(manifest_path):
             raise UsageError(
                 f"{manifest_path}: no input window here; run `ubp split --data-dir {data_dir}` first"
             )
-        manifest = json.loads(manifest_path.read_text())
-        shards = tuple(root / STREAM_DIR / s for s in manifest["shards"])
-        relevant_path = root / RELEVANT
-        relevant = np.load(relevant_path).astype(np.int64) if relevant_path.is_file() else np.empty(0, np.int64)
+        manifest = json.loads(store.read_text(manifest_path))
+        shards = tuple(store.join(root, STREAM_DIR, s) for s in manifest["shards"])
+        relevant_path = store.join(root, RELEVANT)
+        relevant = store.load_npy(relevant_path).astype(np.int64) if store.is_file(relevant_path) else np.empty(0, np.int64)
         return cls(
             root=root,
             cutoff=datetime.fromisoformat(manifest["cutoff"]),
@@ -63,9 +78,10 @@ class InputWindow:
         )
 
     @property
-    def data_dir(self) -> Path:
-        """DIR, the data directory this window was split from."""
-        return self.root.parent.parent
+    def data_dir(self) -> Path | str:
+        """DIR, the data directory this window was split from (a `Path`, or the URI of a store)."""
+        folder = store.parent(store.parent(self.root))
+        return folder if store.is_uri(folder) else Path(folder)
 
     @property
     def absent_event_types(self) -> list[str]:
@@ -76,12 +92,15 @@ class InputWindow:
     def n_events(self) -> int:
         return sum(self.event_counts.values())
 
+    def shard(self, k: int) -> Shard:
+        return Shard(self.shards[k], self.cutoff)
+
     def stream(self, shard: int | None = None) -> pl.LazyFrame:
         """All events (or one shard's), sorted by client then time within each shard."""
         paths = self.shards if shard is None else (self.shards[shard],)
         if not paths:
             return pl.LazyFrame(schema=STREAM_SCHEMA)
-        return pl.scan_parquet(list(paths)).filter(pl.col("timestamp") < self.cutoff)
+        return store.scan_parquet(list(paths)).filter(pl.col("timestamp") < self.cutoff)
 
     def events(self, kind: str, shard: int | None = None) -> pl.LazyFrame:
         """Events of one type, e.g. `events("product_buy")`."""
@@ -89,7 +108,7 @@ class InputWindow:
         return self.stream(shard).filter(pl.col("event_type") == code)
 
     def products(self) -> pl.DataFrame:
-        return pl.read_parquet(self.root / PRODUCTS)
+        return store.read_parquet(store.join(self.root, PRODUCTS))
 
 
 def shard_of(client_id: pl.Expr | pl.Series, n_shards: int) -> pl.Expr:
@@ -135,29 +154,41 @@ def write_window(
 
 
 def _write_shards(events: pl.LazyFrame, n_shards: int, tmp: Path) -> list[str]:
-    """One streaming pass splits the events by shard, then each shard alone is sorted and written.
+    """One streaming pass splits the events by shard, then each shard alone is sorted and written,
+    one task per shard on the current engine (`ubp.engines`).
 
     Memory is bounded by one shard (not the whole log), and the events are read once, not once per shard.
     """
+    from ubp.engines import map_shards
+
     parts = tmp / "_parts"
     sharded = events.with_columns(shard_of(pl.col("client_id"), n_shards).alias("_shard"))
     sharded.sink_parquet(pl.PartitionBy(parts, key="_shard", include_key=False), mkdir=True)
-    written = list(parts.rglob("*.parquet"))
-    names = []
-    for k in range(n_shards):
+    writer = ShardWriter(str(parts) if any(parts.rglob("*.parquet")) else None, str(tmp / STREAM_DIR))
+    names = [table["name"][0] for table in map_shards(writer, list(range(n_shards)), near=str(tmp))]
+    shutil.rmtree(parts, ignore_errors=True)
+    return names
+
+
+@dataclass(frozen=True)
+class ShardWriter:
+    """Sorts and writes one shard of the split-by-shard parts (what a worker receives: two folder names)."""
+
+    parts: str | None  # None: no event at all
+    out: str
+
+    def __call__(self, k: int) -> pl.DataFrame:
         name = f"shard-{k:05d}.parquet"
         shard = (
-            pl.scan_parquet(parts, hive_partitioning=True).filter(pl.col("_shard") == k).drop("_shard")
-            if written
+            pl.scan_parquet(self.parts, hive_partitioning=True).filter(pl.col("_shard") == k).drop("_shard")
+            if self.parts is not None
             else pl.LazyFrame(schema=STREAM_SCHEMA)
         )
         (  # a total order: events tied on (client, time, type) must not depend on the engine's row order
             shard.select(list(STREAM_SCHEMA))
             .sort(["client_id", "timestamp", "event_type", "sku", "url", "tokens"], nulls_last=True)
             .collect()
-            .write_parquet(tmp / STREAM_DIR / name, statistics=True)
+            .write_parquet(os.path.join(self.out, name), statistics=True)
         )
-        names.append(name)
-    shutil.rmtree(parts, ignore_errors=True)
-    return names
+        return pl.DataFrame({"name": [name]})
 

@@ -7,7 +7,8 @@ standardized with statistics learned in `fit`.
 
 from __future__ import annotations
 
-from functools import partial
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
@@ -25,6 +26,39 @@ from ubp.layout import EVENT_TYPES, SHORT_NAMES as SHORT, EventType
 from ubp.standardize import Standardizer
 
 
+def column_names(categories: np.ndarray, skus: np.ndarray, windows: tuple[int, ...]) -> tuple[list[str], list[str], list[str]]:
+    """(profile columns, frequency columns, recency columns) of the counts table."""
+    freq = [f"n_{SHORT[t]}_{w}d" for t in EVENT_TYPES for w in windows] + [f"n_{SHORT[t]}_all" for t in EVENT_TYPES]
+    rec = [f"days_since_{SHORT[t]}" for t in EVENT_TYPES]
+    return profile_names(categories, skus), freq, rec
+
+
+@dataclass(frozen=True)
+class CountsTable:
+    """One shard's raw table: the query and the fitted top lists it needs (what a worker receives)."""
+
+    cutoff: datetime
+    windows: tuple[int, ...]
+    categories: np.ndarray
+    skus: np.ndarray
+
+    def __call__(self, lf: pl.LazyFrame) -> pl.DataFrame:
+        """log1p counts and days since the last event of each type."""
+        lf = lf.with_columns(age_days(self.cutoff).alias("age"))
+        aggs = []
+        for t in EVENT_TYPES:
+            is_t = pl.col("event_type") == EventType[t.upper()].value
+            aggs += [(is_t & (pl.col("age") <= w)).sum().alias(f"n_{SHORT[t]}_{w}d") for w in self.windows]
+            aggs.append(is_t.sum().alias(f"n_{SHORT[t]}_all"))
+            aggs.append(pl.col("age").filter(is_t).min().alias(f"days_since_{SHORT[t]}"))
+        long_q = profile_long(lf, self.categories, self.skus)
+        long, per_type = pl.collect_all([long_q, lf.group_by("client_id").agg(aggs)])
+        prof, freq, _ = column_names(self.categories, self.skus, self.windows)
+        wide = long_to_wide(long, prof)
+        table = per_type.join(wide, on="client_id", how="left")
+        return table.with_columns([pl.col(c).fill_null(0).log1p() for c in prof + freq])
+
+
 class CountsEncoder:
     """Top-list buy/cart log-counts + recency/frequency per event type, standardized."""
 
@@ -37,42 +71,24 @@ class CountsEncoder:
 
     def _names(self) -> tuple[list[str], list[str], list[str]]:
         """(profile columns, frequency columns, recency columns)."""
-        freq = [f"n_{SHORT[t]}_{w}d" for t in EVENT_TYPES for w in self.windows] + [f"n_{SHORT[t]}_all" for t in EVENT_TYPES]
-        rec = [f"days_since_{SHORT[t]}" for t in EVENT_TYPES]
-        return profile_names(self.categories_, self.skus_), freq, rec
+        return column_names(self.categories_, self.skus_, self.windows)
 
-    def _shard_table(self, lf: pl.LazyFrame, cutoff) -> pl.DataFrame:
-        """One shard's raw table: log1p counts and days since the last event of each type."""
-        lf = lf.with_columns(age_days(cutoff).alias("age"))
-        aggs = []
-        for t in EVENT_TYPES:
-            is_t = pl.col("event_type") == EventType[t.upper()].value
-            aggs += [(is_t & (pl.col("age") <= w)).sum().alias(f"n_{SHORT[t]}_{w}d") for w in self.windows]
-            aggs.append(is_t.sum().alias(f"n_{SHORT[t]}_all"))
-            aggs.append(pl.col("age").filter(is_t).min().alias(f"days_since_{SHORT[t]}"))
-        long_q = profile_long(lf, self.categories_, self.skus_)
-        long, per_type = pl.collect_all([long_q, lf.group_by("client_id").agg(aggs)])
-        prof, freq, _ = self._names()
-        wide = long_to_wide(long, prof)
-        table = per_type.join(wide, on="client_id", how="left")
-        return table.with_columns([pl.col(c).fill_null(0).log1p() for c in prof + freq])
+    def _table(self, window: InputWindow) -> "CountsTable":
+        return CountsTable(window.cutoff, self.windows, self.categories_, self.skus_)
 
     def fit(self, window: InputWindow, run: Run | None = None) -> "CountsEncoder":
         self.categories_, self.skus_ = most_bought(window, self.top_n)
         prof, freq, rec = self._names()
         self.columns_ = prof + freq + rec
         # cache_: the fit clients' raw rows, for a transform of the same window
-        self.scaler_, self.cache_ = fit_raw(
-            window, lambda lf: self._shard_table(lf, window.cutoff), self.columns_, frozenset(rec), self.clip
-        )
+        self.scaler_, self.cache_ = fit_raw(window, self._table(window), self.columns_, frozenset(rec), self.clip)
         return self
 
     def raw(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
         """Unstandardized columns (`columns_`), NaN where a client never had an event of a type."""
         check_fitted(self, "scaler_")
         rec = self._names()[2]
-        table_fn = partial(self._shard_table, cutoff=window.cutoff)
-        return cached_raw(self.cache_, window, client_ids, table_fn, self.columns_, frozenset(rec))
+        return cached_raw(self.cache_, window, client_ids, self._table(window), self.columns_, frozenset(rec))
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
         raw = self.raw(window, client_ids)  # checks that the block is fitted

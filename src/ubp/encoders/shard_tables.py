@@ -8,13 +8,15 @@ current engine (`ubp.engines`); its rows are then copied to the caller's rows.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 import polars as pl
 
-from ubp.data.window import InputWindow, shard_of
+from ubp.data.window import InputWindow, Shard, shard_of
 from ubp.engines import map_shards
+from ubp.layout import STREAM_SCHEMA
 
 ShardTable = Callable[[pl.LazyFrame], pl.DataFrame]  # one shard's events → its per-user table (client_id + columns)
 
@@ -40,7 +42,7 @@ class ShardTask(NamedTuple):
     """One shard's share of a per-user table: which rows of the caller's clients it fills."""
 
     rows: np.ndarray  # positions in the caller's `client_ids`
-    shard: int | None  # None = the whole (unsharded) stream
+    shard: Shard | None  # None = no shard (an empty window)
     ids: pl.Series  # the distinct client ids of those rows
 
 
@@ -58,13 +60,33 @@ def shard_tasks(window: InputWindow, client_ids: np.ndarray) -> list[ShardTask]:
     for k in range(n):
         rows = np.flatnonzero(shard == k)
         if len(rows):
-            tasks.append(ShardTask(rows, k, pl.Series(np.unique(client_ids[rows]), dtype=pl.Int64)))
+            tasks.append(ShardTask(rows, window.shard(k), pl.Series(np.unique(client_ids[rows]), dtype=pl.Int64)))
     return tasks
 
 
-def shard_events(window: InputWindow, task: ShardTask) -> pl.LazyFrame:
-    """The lazy events of one task's clients in its shard."""
-    return window.stream(task.shard).filter(pl.col("client_id").is_in(task.ids.implode()))
+class TableJob(NamedTuple):
+    """What a worker gets for one shard: its location and the clients wanted, nothing else."""
+
+    shard: Shard | None
+    ids: pl.Series | None  # None: every client of the shard
+
+
+def shard_jobs(window: InputWindow, client_ids: np.ndarray | None = None) -> list[TableJob]:
+    """One job per shard: every client of each shard, or the shards' shares of `client_ids`."""
+    if client_ids is not None:
+        return [TableJob(t.shard, t.ids) for t in shard_tasks(window, client_ids)]
+    return [TableJob(window.shard(k), None) for k in range(len(window.shards))]
+
+
+def shard_events(job: TableJob | ShardTask) -> pl.LazyFrame:
+    """The lazy events of one job's clients in its shard."""
+    events = job.shard.scan() if job.shard is not None else pl.LazyFrame(schema=STREAM_SCHEMA)
+    return events if job.ids is None else events.filter(pl.col("client_id").is_in(job.ids.implode()))
+
+
+def table_of(shard_table: ShardTable, job: TableJob) -> pl.DataFrame:
+    """One shard's per-user table (runs on the engine's worker)."""
+    return shard_table(shard_events(job))
 
 
 def iter_raw(
@@ -77,11 +99,13 @@ def iter_raw(
     """(rows, raw matrix) per shard: `shard_table`'s columns for those clients, in their order.
 
     A client without events gets 0 in every column and NaN (missing) in the `nullable` ones.
-    The per-shard tables are computed on the current engine (`ubp.engines`)."""
+    The per-shard tables are computed on the current engine (`ubp.engines`); `shard_table` is
+    what travels to its workers, so it holds the block's query options, never its caches."""
     client_ids = np.asarray(client_ids, dtype=np.int64)
     fill = np.array([np.nan if c in nullable else 0.0 for c in columns], dtype=np.float32)
     tasks = shard_tasks(window, client_ids)
-    tables = map_shards(lambda task: shard_table(shard_events(window, task)), tasks)
+    jobs = [TableJob(t.shard, t.ids) for t in tasks]
+    tables = map_shards(partial(table_of, shard_table), jobs, near=window.root)
     for task, table in zip(tasks, tables):
         block = np.broadcast_to(fill, (len(task.rows), len(columns))).copy()
         place_rows(table, columns, client_ids[task.rows], block)

@@ -15,7 +15,9 @@ import polars as pl
 import scipy.sparse as sp
 
 from ubp.data.window import InputWindow
-from ubp.encoders.emde.items import ItemVocab
+from ubp.encoders.emde.items import ItemVocab, item_events
+from ubp.encoders.shard_tables import TableJob, shard_events, shard_jobs
+from ubp.engines import map_shards
 from ubp.hashing import stable_hash
 
 
@@ -39,10 +41,15 @@ def start_vectors(vocab: ItemVocab, dim: int, seed: int) -> np.ndarray:
     return out
 
 
-def shard_graph(events: pl.LazyFrame, vocab: ItemVocab) -> ShardGraph:
+def edge_counts(job: TableJob) -> pl.DataFrame:
+    """One shard's (client, item key, events joining them): the part that runs on the engine's workers."""
+    return item_events(shard_events(job)).group_by("client_id", "is_visit", "item_id").agg(pl.len().alias("w")).collect()
+
+
+def shard_graph(counts: pl.DataFrame, vocab: ItemVocab) -> ShardGraph:
+    """The graph of one shard's `edge_counts`, items indexed in `vocab`."""
     # sorted, so that sparse products sum in the same order on every run
-    edges = vocab.attach(events).group_by("client_id", "item").agg(pl.len().alias("w")).sort("client_id", "item")
-    edges = edges.collect()
+    edges = vocab.index(counts.lazy()).select("client_id", "item", "w").sort("client_id", "item").collect()
     _, rows = np.unique(edges["client_id"].to_numpy(), return_inverse=True)
     items, cols = np.unique(edges["item"].to_numpy(), return_inverse=True)
     n_users = int(rows.max()) + 1 if len(rows) else 0
@@ -66,5 +73,6 @@ def propagate(graphs: list[ShardGraph], start: np.ndarray, iterations: int) -> n
 
 def item_vectors(window: InputWindow, vocab: ItemVocab, dim: int, iterations: int, seed: int) -> np.ndarray:
     """(n_items, dim) float32 unit vectors, rows in `vocab` order."""
-    graphs = [shard_graph(window.stream(k), vocab) for k in range(len(window.shards))]
+    counts = map_shards(edge_counts, shard_jobs(window), near=window.root)
+    graphs = [shard_graph(c, vocab) for c in counts if c.width]
     return propagate(graphs, start_vectors(vocab, dim, seed), iterations)

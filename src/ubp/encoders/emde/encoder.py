@@ -26,7 +26,9 @@ from ubp.encoders.emde.cleora import item_vectors
 from ubp.encoders.emde.compress import SketchCompressor
 from ubp.encoders.emde.items import ItemVocab, item_events
 from ubp.encoders.emde.lsh import BucketHash
-from ubp.encoders.emde.sketch import decayed_sketch
+from ubp.encoders.emde.sketch import DecayedWeights, sketch_rows, sketch_width
+from ubp.encoders.shard_tables import shard_jobs
+from ubp.engines import map_shards
 from ubp.hashing import stable_hash
 from ubp.errors import InputError
 from ubp.io import atomic_dir, atomic_file, write_json
@@ -53,16 +55,16 @@ class EmdeEncoder:
         vectors = item_vectors(window, self.vocab_, self.dim, self.iterations, run.seed)
         self.codes_ = BucketHash.fit(vectors, self.n_partitions, self.n_buckets, run.seed).codes(vectors)
         sample = fit_sample(window, self.fit_users, run.seed)
-        parts = [sk for _, sk in self._sketches(window, sample)]
+        width = sketch_width(len(self.half_lives_days), self.n_partitions, self.n_buckets)
+        parts = [sk for _, sk in self._sketches(window, sample)] or [sp.csr_matrix((0, width), dtype=np.float32)]
         self.compressor_ = SketchCompressor.fit(sp.vstack(parts, format="csr"), self.out_dim, run.seed)
         return self
 
     def _sketches(self, window: InputWindow, clients: np.ndarray) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
-        """(client ids, sketch rows) of the given clients, one shard at a time."""
-        wanted = pl.LazyFrame({"client_id": clients}, schema={"client_id": pl.Int64})
-        for k in range(len(window.shards)):
-            events = window.stream(k).join(wanted, on="client_id", how="semi")
-            yield decayed_sketch(events, self.vocab_, self.codes_, window.cutoff, self.half_lives_days, self.n_buckets)
+        """(client ids, sketch rows) of the given clients, one shard at a time on the current engine."""
+        weights = DecayedWeights(window.cutoff, self.half_lives_days)
+        for table in map_shards(weights, shard_jobs(window, clients), near=window.root):
+            yield sketch_rows(table, self.vocab_, self.codes_, self.half_lives_days, self.n_buckets)
 
     def transform(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
         check_fitted(self, "compressor_")

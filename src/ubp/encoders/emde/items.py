@@ -48,7 +48,14 @@ class ItemVocab:
 
     def attach(self, events: pl.LazyFrame) -> pl.LazyFrame:
         """Item events with their `item` index; searches, nulls and unseen items are dropped."""
-        return item_events(events).join(self.frame().lazy(), on=["is_visit", "item_id"], how="inner")
+        return self.index(item_events(events))
+
+    def index(self, keyed: pl.LazyFrame) -> pl.LazyFrame:
+        """Rows keyed by (is_visit, item_id) with their `item` index; unseen items are dropped.
+
+        Per-shard work aggregates by the raw key and the driver indexes the result, so a worker
+        never needs the vocabulary."""
+        return keyed.join(self.frame().lazy(), on=["is_visit", "item_id"], how="inner")
 
 
 def item_events(events: pl.LazyFrame) -> pl.LazyFrame:

@@ -10,7 +10,7 @@ and standardizes with clipped z-scores.
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -51,27 +51,30 @@ HEAVY_TAILED = (
 )
 
 
-class FeaturesEncoder:
-    """About 1,200 standardized handcrafted features per user."""
+@dataclass(frozen=True, eq=False)
+class FeaturesTable:
+    """One shard's raw feature table: the query and the fitted values it needs, nothing more
+    (this is what a worker receives)."""
 
-    name: ClassVar[str] = "features"
-    preferred_normalise: ClassVar[str] = "none"  # standardized and clipped in transform
+    cutoff: datetime
+    windows: tuple[int, ...]
+    n_clusters: int
+    n_price_groups: int
+    half_lives: tuple[float, ...]
+    pop_skus: np.ndarray
+    pop_log: np.ndarray
+    categories: np.ndarray
+    skus: np.ndarray
+    clusters: pl.DataFrame  # sku → name cluster
 
-    def __init__(self, options: FeaturesOptions | None = None) -> None:
-        self.options = o = options or FeaturesOptions()
-        self.windows, self.n_clusters, self.n_price_groups = o.windows, o.n_clusters, o.n_price_groups
-        self.half_lives = tuple(float(h) for h in o.half_lives)
-        self.top_n, self.clip = o.top_n, o.clip
-
-    # ----- one shard -----------------------------------------------------------------------
-    def _prepare(self, lf: pl.LazyFrame, cutoff: datetime, clusters: pl.DataFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    def _prepare(self, lf: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
         """(every event, the item events) of one shard, each read once and shared by every part.
 
         Every event gets its age in days, the gap to (and age of) the user's previous event and
         calendar fields; item events (a small share) also their SKU's name cluster and popularity."""
         same_user = pl.col("client_id") == pl.col("client_id").shift(1)  # the shard is sorted by client, time
         gap_s = pl.when(same_user).then(pl.col("timestamp").diff().dt.total_seconds())
-        events = lf.with_columns(age=age_days(cutoff), gap_s=gap_s).with_columns(
+        events = lf.with_columns(age=age_days(self.cutoff), gap_s=gap_s).with_columns(
             gap_h=pl.col("gap_s") / 3600.0,  # seconds → hours
             prev_age=pl.when(same_user).then(pl.col("age").shift(1)),
             day=pl.col("timestamp").dt.date(),
@@ -79,16 +82,19 @@ class FeaturesEncoder:
             wday=pl.col("timestamp").dt.weekday(),
         ).collect()
         items = events.lazy().filter(IS_ITEM).with_columns(
-            cluster=pl.col("sku").replace_strict(clusters["sku"], clusters["cluster"], default=None, return_dtype=pl.Int64),
+            cluster=pl.col("sku").replace_strict(self.clusters["sku"], self.clusters["cluster"], default=None, return_dtype=pl.Int64),
             logpop=pl.col("sku").replace_strict(
-                pl.Series(self.pop_skus_, dtype=pl.Int64), pl.Series(self.pop_log_), default=0.0, return_dtype=pl.Float64
+                pl.Series(self.pop_skus, dtype=pl.Int64), pl.Series(self.pop_log), default=0.0, return_dtype=pl.Float64
             ),
         )
         return events.lazy(), items.collect().lazy()
 
-    def _shard_table(self, lf: pl.LazyFrame, cutoff: datetime, clusters: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    def __call__(self, lf: pl.LazyFrame) -> pl.DataFrame:
+        return self.table(lf)[0]
+
+    def table(self, lf: pl.LazyFrame) -> tuple[pl.DataFrame, list[str]]:
         """One shard's raw table (client_id + every column) and the names of its nullable columns."""
-        lf, items = self._prepare(lf, cutoff, clusters)
+        lf, items = self._prepare(lf)
         win_qs, _, nullable = window_tables(lf, (*self.windows, None))
         events, null_ev = event_table(lf)
         item_events, null_it = item_event_table(items)
@@ -96,9 +102,9 @@ class FeaturesEncoder:
         item_qs, null_items = item_tables(items)
         sessions, null_sess = session_table(with_sessions(lf))
         nullable = nullable + null_ev + null_it + null_q + null_items + null_sess
-        n_cl = len(self.centres_)
+        n_cl = self.n_clusters
         cl_long = cluster_long(items, n_cl, self.n_price_groups, self.half_lives)
-        pr_long = profile_long(items, self.categories_, self.skus_)
+        pr_long = profile_long(items, self.categories, self.skus)
         base, *parts = pl.collect_all(
             [lf.select("client_id").unique(), *win_qs, events, item_events, queries, *item_qs, sessions, cl_long, pr_long]
         )
@@ -106,7 +112,7 @@ class FeaturesEncoder:
         cl_wide = long_to_wide(cl, cluster_names(n_cl, self.n_price_groups, self.half_lives))
         shares = self._shares(cl_wide, n_cl)
         cl_wide = cl_wide.with_columns(pl.exclude("client_id").log1p())
-        pr_wide = long_to_wide(pr, profile_names(self.categories_, self.skus_)).with_columns(pl.exclude("client_id").log1p())
+        pr_wide = long_to_wide(pr, profile_names(self.categories, self.skus)).with_columns(pl.exclude("client_id").log1p())
         table = base.sort("client_id")
         for part in (*tables, cl_wide, shares, pr_wide):
             table = table.join(part, on="client_id", how="left")
@@ -125,14 +131,33 @@ class FeaturesEncoder:
                 out[f"{SHORT[t]}_cluster_{name}"] = values[:, j]
         return pl.DataFrame(out)
 
-    def _table_fn(self, window: InputWindow):
-        clusters = assign_clusters(window.products(), self.centres_)
-        return lambda lf: self._shard_table(lf, window.cutoff, clusters)[0]
+
+class FeaturesEncoder:
+    """About 1,200 standardized handcrafted features per user."""
+
+    name: ClassVar[str] = "features"
+    preferred_normalise: ClassVar[str] = "none"  # standardized and clipped in transform
+
+    def __init__(self, options: FeaturesOptions | None = None) -> None:
+        self.options = o = options or FeaturesOptions()
+        self.windows, self.n_clusters, self.n_price_groups = o.windows, o.n_clusters, o.n_price_groups
+        self.half_lives = tuple(float(h) for h in o.half_lives)
+        self.top_n, self.clip = o.top_n, o.clip
+
+    def _table(self, window: InputWindow | None) -> "FeaturesTable":
+        """The per-shard query with what it needs of the fit (no cache); `None`: an empty layout probe."""
+        if window is None:
+            clusters, cutoff = pl.DataFrame(schema={"sku": pl.Int64, "cluster": pl.Int64}), datetime(2000, 1, 1)
+        else:
+            clusters, cutoff = assign_clusters(window.products(), self.centres_), window.cutoff
+        return FeaturesTable(
+            cutoff, self.windows, len(self.centres_), self.n_price_groups, self.half_lives,
+            self.pop_skus_, self.pop_log_, self.categories_, self.skus_, clusters,
+        )
 
     def _layout(self) -> tuple[list[str], list[str]]:
         """(all raw column names in order, nullable ones), read off a query on an empty stream."""
-        clusters = pl.DataFrame(schema={"sku": pl.Int64, "cluster": pl.Int64})
-        table, nullable = self._shard_table(pl.LazyFrame(schema=STREAM_SCHEMA), datetime(2000, 1, 1), clusters)
+        table, nullable = self._table(None).table(pl.LazyFrame(schema=STREAM_SCHEMA))
         return table.columns[1:], nullable
 
     # ----- the encoder protocol ------------------------------------------------------------
@@ -146,7 +171,7 @@ class FeaturesEncoder:
         self.columns_, self.nullable_ = self._layout()
         # cache_: the fit clients' raw rows, for a transform of the same window
         self.scaler_, self.cache_ = fit_raw(
-            window, self._table_fn(window), self.columns_, frozenset(self.nullable_), self.clip, self._squash
+            window, self._table(window), self.columns_, frozenset(self.nullable_), self.clip, self._squash
         )
         return self
 
@@ -160,7 +185,7 @@ class FeaturesEncoder:
     def raw(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
         """Unstandardized (len(client_ids), len(columns_)) float32; NaN marks a missing value."""
         check_fitted(self, "scaler_")
-        table_fn = self._table_fn(window)
+        table_fn = self._table(window)
         return cached_raw(self.cache_, window, client_ids, table_fn, self.columns_, frozenset(self.nullable_))
 
     def raw_table(self, window: InputWindow, client_ids: np.ndarray) -> pl.DataFrame:
@@ -179,7 +204,7 @@ class FeaturesEncoder:
         column-subset temporaries stay one block big instead of a fraction of the whole matrix."""
         check_fitted(self, "scaler_")
         nullable = frozenset(self.nullable_)
-        x = cached_raw(self.cache_, window, client_ids, self._table_fn(window), self.columns_, nullable, take=True)
+        x = cached_raw(self.cache_, window, client_ids, self._table(window), self.columns_, nullable, take=True)
         for rows in spans(len(x)):
             self.scaler_.transform(self._squash(x[rows]), inplace=True)
         return x

@@ -6,6 +6,8 @@ import numpy as np
 import polars as pl
 
 from ubp.data.window import InputWindow
+from ubp.encoders.shard_tables import TableJob, shard_events, shard_jobs
+from ubp.engines import map_shards
 from ubp.layout import EventType
 
 # Relation index of each edge type: the graph's two relations (docs/methods.md §B).
@@ -15,25 +17,20 @@ RELATIONS: dict[int, int] = {EventType.ADD_TO_CART.value: 0, EventType.PRODUCT_B
 def read_edges(window: InputWindow, client_ids: np.ndarray | None = None) -> pl.DataFrame:
     """Distinct (client_id, sku, relation) of the window's cart additions and purchases.
 
-    Read shard by shard (a shard holds all events of its clients, so per-shard distinct is exact);
-    `client_ids` restricts the read to those clients.
+    Read shard by shard on the current engine (a shard holds all events of its clients, so
+    per-shard distinct is exact); `client_ids` restricts the read to those clients.
     """
-    shards = range(len(window.shards)) if window.shards else [None]
-    parts = []
-    for k in shards:
-        lf = window.stream(k).filter(pl.col("event_type").is_in(list(RELATIONS)) & pl.col("sku").is_not_null())
-        if client_ids is not None:
-            lf = lf.filter(pl.col("client_id").is_in(pl.Series(client_ids, dtype=pl.Int64).implode()))
-        parts.append(
-            lf.select(
-                "client_id",
-                "sku",
-                pl.col("event_type").replace_strict(RELATIONS, return_dtype=pl.Int8).alias("relation"),
-            )
-            .unique()
-            .collect()
-        )
-    return pl.concat(parts).sort(["client_id", "sku", "relation"])
+    jobs = shard_jobs(window, client_ids) or [TableJob(None, None)]
+    tables = [t for t in map_shards(shard_edges, jobs, near=window.root) if t.width]
+    schema = {"client_id": pl.Int64, "sku": pl.Int64, "relation": pl.Int8}
+    return pl.concat(tables).sort(["client_id", "sku", "relation"]) if tables else pl.DataFrame(schema=schema)
+
+
+def shard_edges(job: TableJob) -> pl.DataFrame:
+    """One shard's distinct edges (what runs on the engine's workers)."""
+    lf = shard_events(job).filter(pl.col("event_type").is_in(list(RELATIONS)) & pl.col("sku").is_not_null())
+    relation = pl.col("event_type").replace_strict(RELATIONS, return_dtype=pl.Int8).alias("relation")
+    return lf.select("client_id", "sku", relation).unique().collect()
 
 
 def user_table(edges: pl.DataFrame, relevant: np.ndarray, max_users: int) -> np.ndarray:

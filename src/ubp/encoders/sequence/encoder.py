@@ -42,7 +42,7 @@ class SequenceEncoder:
 
     def fit(self, window: InputWindow, run: Run, callback: Callback | None = None) -> "SequenceEncoder":
         cfg = self.config
-        tokens = tokenize(window, cfg.hash_rows, cfg.price_buckets)
+        tokens = tokenize(window, cfg.hash_rows, cfg.price_buckets, folder=run.work_dir)  # shared by every rank
         torch.manual_seed(run.seed)
         self.model_ = train(SequenceModel(cfg), tokens, cfg, run, callback)
         return self

@@ -1,45 +1,88 @@
-"""Tokenisation: the input window as flat per-event arrays plus per-user offsets.
+"""Tokenisation: the input window as compact per-event arrays plus per-user offsets.
 
 A user's events are the contiguous slice `offsets[u]:offsets[u + 1]` of every array, in time
 order, so a training chunk or an inference window is a pair of integers and a batch is a
 gather, never a data-frame lookup. Ids (SKU, category, URL) are hashed here with the fixed
 `stable_hash`, two seeds each, into rows 1..hash_rows-1 of the shared "unified embedding"
 table (row 0 = missing), so any int64 id works and no vocabulary has to be stored.
+
+An event is stored in 13 bytes: its type, its time and the index of its item row; the item
+rows (hashed ids, price, name or query tokens) are stored once per distinct item, and the
+calendar and gap features are computed from the times when a batch is gathered. Each shard is
+tokenized on the current engine (`ubp.engines`) and appended to memory-mapped `.npy` files, so
+the tokens never sit in RAM as a whole and every process that opens the folder shares them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import hashlib
+import json
+import posixpath
+import shutil
+import tempfile
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import torch
 
-from ubp.data.window import InputWindow
+from ubp import io as atomic
+from ubp.data.window import MANIFEST, InputWindow
+from ubp.encoders.shard_tables import TableJob, shard_events, shard_jobs
+from ubp.engines import map_shards
 from ubp.errors import input_error
+from ubp.fingerprint import digest, files_fingerprint
 from ubp.hashing import stable_hash
 from ubp.layout import US_PER_DAY, US_PER_HOUR, VECTOR_LEN, EventType
 
 ID_FIELDS = ("sku", "category", "url")  # each gets two hash columns in `Tokens.ids`
 ITEM_TYPES = (EventType.PRODUCT_BUY, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART)
+FORMAT = 1  # version of the on-disk token layout (part of the folder's key)
+_ID_COLS = [f"id{j}" for j in range(2 * len(ID_FIELDS))]
+_TEXT_COLS = [f"t{i}" for i in range(VECTOR_LEN)]
+_ROW_COLS = [*_ID_COLS, "price", *_TEXT_COLS, "has_tokens"]
+_EVENT_ARRAYS = {"event_type": np.uint8, "timestamp": np.int64, "row": np.int32}
+_ROW_ARRAYS = {"ids": np.int32, "price": np.int16, "text": np.uint8, "has_text": np.bool_}
+
+
+class PerEvent:
+    """A per-event view of a per-row table: `view[i]` is `table[row[i]]`, gathered on access."""
+
+    def __init__(self, table: np.ndarray, row: np.ndarray) -> None:
+        self.table, self.row = table, row
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.row), *self.table.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def __getitem__(self, key):
+        first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        table = self.table[(slice(None), *rest)] if rest else self.table  # columns first: a narrower gather
+        return table[self.row[first]]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self.table[self.row]
+        return out if dtype is None else out.astype(dtype)
 
 
 @dataclass(frozen=True)
 class Tokens:
-    """Per-event arrays of all users (N events, U users), grouped by user in time order."""
+    """Per-event arrays of all users (N events, U users, R distinct item rows), grouped by user in time order."""
 
     client_ids: np.ndarray  # int64 (U,)
     offsets: np.ndarray  # int64 (U+1,)
     event_type: np.ndarray  # uint8 (N,)
-    ids: np.ndarray  # int32 (N, 6): sku, category, url rows for hash seeds 0 and 1; 0 = missing
-    price: np.ndarray  # int16 (N,): price bucket + 1; 0 = missing
-    tokens: np.ndarray  # uint8 (N, 16): name (items) or query (searches) tokens
-    has_tokens: np.ndarray  # bool (N,)
-    weekday: np.ndarray  # uint8 (N,) 0..6
-    hour: np.ndarray  # uint8 (N,) 0..23
-    log_gap: np.ndarray  # float32 (N,): log1p(hours since the user's previous event), 0 for the first
-    log_age: np.ndarray  # float32 (N,): log1p(days since the user's first event)
-    timestamp: np.ndarray  # int64 (N,): microseconds since the epoch (exact time windows, e.g. future labels)
+    timestamp: np.ndarray  # int64 (N,): microseconds since the epoch
+    row: np.ndarray  # int32 (N,): the event's item row
+    row_ids: np.ndarray  # int32 (R, 6): sku, category, url rows for hash seeds 0 and 1; 0 = missing
+    row_price: np.ndarray  # int16 (R,): price bucket + 1; 0 = missing
+    row_text: np.ndarray  # uint8 (R, 16): name (items) or query (searches) tokens
+    row_has_text: np.ndarray  # bool (R,)
 
     @property
     def lengths(self) -> np.ndarray:
@@ -49,28 +92,103 @@ class Tokens:
     def n_events(self) -> int:
         return int(self.offsets[-1])
 
-    @classmethod
-    def concat(cls, parts: list["Tokens"]) -> "Tokens":
-        """Join per-shard tokens (shards hold disjoint users, so offsets just shift)."""
-        if not parts:
-            return cls.empty()
-        starts = np.cumsum([0] + [p.n_events for p in parts[:-1]])
-        offsets = np.concatenate([[0]] + [p.offsets[1:] + s for p, s in zip(parts, starts)])
-        per_event = {
-            f.name: np.concatenate([getattr(p, f.name) for p in parts])
-            for f in fields(cls)
-            if f.name not in ("client_ids", "offsets")
+    @property
+    def ids(self) -> PerEvent:
+        return PerEvent(self.row_ids, self.row)
+
+    @property
+    def price(self) -> PerEvent:
+        return PerEvent(self.row_price, self.row)
+
+    @property
+    def tokens(self) -> PerEvent:
+        return PerEvent(self.row_text, self.row)
+
+    @property
+    def has_tokens(self) -> PerEvent:
+        return PerEvent(self.row_has_text, self.row)
+
+    def time_features(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        """weekday (0 = Monday), hour, log1p(hours since the user's previous event; 0 for the first)
+        and log1p(days since the user's first event) of the events at `index` (any shape)."""
+        ts = self.timestamp[index]
+        first = self.offsets[np.searchsorted(self.offsets, index, side="right") - 1]
+        gap = np.where(index > first, ts - self.timestamp[np.maximum(index - 1, 0)], 0)
+        days, us_of_day = np.divmod(ts, np.int64(US_PER_DAY))
+        return {
+            "weekday": ((days + 3) % 7).astype(np.uint8),  # 1970-01-01 was a Thursday
+            "hour": (us_of_day // np.int64(US_PER_HOUR)).astype(np.uint8),
+            "log_gap": np.log1p(gap / US_PER_HOUR).astype(np.float32),
+            "log_age": np.log1p((ts - self.timestamp[first]) / US_PER_DAY).astype(np.float32),
         }
-        return cls(
-            client_ids=np.concatenate([p.client_ids for p in parts]), offsets=offsets.astype(np.int64), **per_event
-        )
 
-    @classmethod
-    def empty(cls) -> "Tokens":
-        return _arrays_to_tokens(np.empty(0, np.int64), {c: np.empty(0) for c in _EVENT_COLUMNS})
+    @property
+    def weekday(self) -> np.ndarray:
+        return self.time_features(np.arange(self.n_events))["weekday"]
+
+    @property
+    def hour(self) -> np.ndarray:
+        return self.time_features(np.arange(self.n_events))["hour"]
+
+    @property
+    def log_gap(self) -> np.ndarray:
+        return self.time_features(np.arange(self.n_events))["log_gap"]
+
+    @property
+    def log_age(self) -> np.ndarray:
+        return self.time_features(np.arange(self.n_events))["log_age"]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, f).nbytes for f in self.__dataclass_fields__)
 
 
-_EVENT_COLUMNS = ("event_type", "price", "weekday", "hour", "log_gap", "log_age", "has_tokens", "timestamp")
+@dataclass(frozen=True)
+class ShardTokenizer:
+    """One shard's events and item rows (what runs on the engine's workers)."""
+
+    hash_rows: int
+    price_buckets: int
+
+    def __call__(self, job: TableJob) -> tuple[pl.DataFrame, pl.DataFrame]:
+        df = shard_events(job).collect()
+        _validate(df, job.shard.path if job.shard is not None else "stream")
+        return compact_frame(df, self.hash_rows, self.price_buckets)
+
+
+def tokenize_frame(df: pl.DataFrame, hash_rows: int, price_buckets: int, source: str = "stream") -> Tokens:
+    """Tokens of one collected stream frame (STREAM_SCHEMA columns, any row order), in memory."""
+    _validate(df, source)
+    events, rows = compact_frame(df, hash_rows, price_buckets)
+    cid = events["client_id"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, cid[1:] != cid[:-1]]) if len(cid) else np.empty(0, np.int64)
+    return Tokens(
+        client_ids=cid[starts].astype(np.int64), offsets=np.r_[starts, len(cid)].astype(np.int64),
+        event_type=events["event_type"].to_numpy().astype(np.uint8),
+        timestamp=events["timestamp"].to_numpy().astype(np.int64), row=events["row"].to_numpy().astype(np.int32),
+        row_ids=rows.select(_ID_COLS).to_numpy().astype(np.int32).reshape(-1, len(_ID_COLS)),
+        row_price=rows["price"].to_numpy().astype(np.int16),
+        row_text=rows.select(_TEXT_COLS).to_numpy().astype(np.uint8).reshape(-1, VECTOR_LEN),
+        row_has_text=rows["has_tokens"].to_numpy().astype(bool),
+    )
+
+
+def compact_frame(df: pl.DataFrame, hash_rows: int, price_buckets: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(events: client_id, event_type, timestamp, row; item rows) of one stream frame (any row order)."""
+    df = df.sort(["client_id", "timestamp", "event_type"], maintain_order=True)
+    ids = {
+        _ID_COLS[2 * j + seed]: hash_rows_of(df[f], seed, hash_rows, salt=j)
+        for j, f in enumerate(ID_FIELDS) for seed in (0, 1)
+    }
+    items = pl.DataFrame(ids).hstack(df.select(
+        price=(pl.col("price").cast(pl.Int32).clip(0, price_buckets - 1) + 1).fill_null(0).cast(pl.Int16),
+        **{t: pl.col("tokens").arr.get(i).fill_null(0) for i, t in enumerate(_TEXT_COLS)},
+        has_tokens=pl.col("tokens").arr.get(0).is_not_null(),  # a null array or an array of nulls: no text
+    ))
+    rows = items.unique(maintain_order=True).with_row_index("row")
+    row = items.join(rows, on=_ROW_COLS, how="left", maintain_order="left")["row"]
+    events = df.select("client_id", "event_type", pl.col("timestamp").dt.epoch("us")).with_columns(row.cast(pl.Int32))
+    return events, rows.drop("row")
 
 
 def tokenize(
@@ -78,38 +196,89 @@ def tokenize(
     hash_rows: int,
     price_buckets: int,
     client_ids: np.ndarray | None = None,
+    folder: Path | None = None,
 ) -> Tokens:
-    """Tokens of every user of the window (or only of `client_ids`), shard by shard."""
-    parts = []
-    for k, path in enumerate(window.shards):
-        frame = window.stream(k)
-        if client_ids is not None:
-            frame = frame.filter(pl.col("client_id").is_in(pl.Series(np.asarray(client_ids, np.int64)).implode()))
-        parts.append(tokenize_frame(frame.collect(), hash_rows, price_buckets, source=str(path)))
-    return Tokens.concat(parts)
+    """Tokens of every user of the window (or only of `client_ids`), shard by shard on the current engine.
+
+    With `folder`, the tokens are kept in `folder/tokens-<key>` (the key covers the bytes of the
+    window's manifest and shards, the clients, the options and the layout version) and opened from there
+    by any later call or other process; without it they live in a temporary folder removed with them."""
+    key = _key(window, hash_rows, price_buckets, client_ids)
+    if folder is not None:
+        path = Path(folder) / f"tokens-{key}"
+        if not (path / "tokens.json").is_file():
+            with atomic.atomic_dir(path) as tmp:
+                _write(window, hash_rows, price_buckets, client_ids, tmp)
+        return open_tokens(path)
+    tmp = Path(tempfile.mkdtemp(prefix="ubp-tokens-"))
+    try:
+        _write(window, hash_rows, price_buckets, client_ids, tmp)
+        tokens = open_tokens(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    weakref.finalize(tokens, shutil.rmtree, tmp, True)
+    return tokens
 
 
-def tokenize_frame(df: pl.DataFrame, hash_rows: int, price_buckets: int, source: str = "stream") -> Tokens:
-    """Tokens of one collected stream frame (STREAM_SCHEMA columns, any row order)."""
-    _validate(df, source)
-    ts = pl.col("timestamp")
-    df = df.sort(["client_id", "timestamp", "event_type"], maintain_order=True).with_columns(
-        log_gap=(ts.diff().over("client_id").dt.total_microseconds().fill_null(0) / US_PER_HOUR).log1p(),
-        log_age=((ts - ts.min().over("client_id")).dt.total_microseconds() / US_PER_DAY).log1p(),
-        weekday=ts.dt.weekday() - 1,
-        hour=ts.dt.hour(),
-        price=(pl.col("price").cast(pl.Int32).clip(0, price_buckets - 1) + 1).fill_null(0),
-        has_tokens=pl.col("tokens").arr.get(0).is_not_null(),  # a null array or an array of nulls: no text
-        timestamp=ts.dt.epoch("us"),
+def _key(window: InputWindow, hash_rows: int, price_buckets: int, client_ids: np.ndarray | None) -> str:
+    names = [MANIFEST, *(posixpath.relpath(s, window.root) for s in window.shards)]
+    clients = None if client_ids is None else hashlib.sha1(np.unique(np.asarray(client_ids, np.int64)).tobytes()).hexdigest()
+    return digest([files_fingerprint(window.root, names), FORMAT, hash_rows, price_buckets, clients], size=8)
+
+
+def _write(window: InputWindow, hash_rows: int, price_buckets: int, client_ids: np.ndarray | None, out: Path) -> None:
+    """Each shard's arrays appended to one raw file per array, then wrapped as `.npy` headers + data."""
+    jobs = shard_jobs(window, None if client_ids is None else np.unique(np.asarray(client_ids, np.int64)))
+    names = [*_EVENT_ARRAYS, *_ROW_ARRAYS, "client_ids", "lengths"]
+    files = {n: open(out / f"{n}.raw", "wb") for n in names}
+    counts = {"events": 0, "rows": 0, "users": 0}
+    try:
+        for events, rows in map_shards(ShardTokenizer(hash_rows, price_buckets), jobs, near=window.root):
+            if not events.height:
+                continue
+            cid = events["client_id"].to_numpy()
+            starts = np.flatnonzero(np.r_[True, cid[1:] != cid[:-1]])
+            arrays = {
+                "event_type": events["event_type"].to_numpy(), "timestamp": events["timestamp"].to_numpy(),
+                "row": events["row"].to_numpy() + counts["rows"],
+                "ids": rows.select(_ID_COLS).to_numpy(), "price": rows["price"].to_numpy(),
+                "text": rows.select(_TEXT_COLS).to_numpy(), "has_text": rows["has_tokens"].to_numpy(),
+                "client_ids": cid[starts], "lengths": np.diff(np.r_[starts, len(cid)]),
+            }
+            dtypes = {**_EVENT_ARRAYS, **_ROW_ARRAYS, "client_ids": np.int64, "lengths": np.int64}
+            for n, a in arrays.items():
+                files[n].write(np.ascontiguousarray(a, dtype=dtypes[n]).tobytes())
+            counts = {"events": counts["events"] + len(cid), "rows": counts["rows"] + rows.height,
+                      "users": counts["users"] + len(starts)}
+    finally:
+        for f in files.values():
+            f.close()
+    atomic.write_json(out / "tokens.json", {"format": FORMAT, **counts})
+
+
+def open_tokens(path: Path) -> Tokens:
+    """Memory-map a token folder written by `tokenize`."""
+    counts = json.loads((path / "tokens.json").read_text())
+    n, r, u = counts["events"], counts["rows"], counts["users"]
+
+    def array(name: str, dtype, shape: tuple[int, ...]) -> np.ndarray:
+        if not np.prod(shape):
+            return np.zeros(shape, dtype)
+        return np.memmap(path / f"{name}.raw", dtype=dtype, mode="r", shape=shape)
+
+    lengths = np.asarray(array("lengths", np.int64, (u,)))
+    return Tokens(
+        client_ids=np.asarray(array("client_ids", np.int64, (u,))),
+        offsets=np.r_[0, np.cumsum(lengths)].astype(np.int64),
+        event_type=array("event_type", np.uint8, (n,)),
+        timestamp=array("timestamp", np.int64, (n,)),
+        row=array("row", np.int32, (n,)),
+        row_ids=array("ids", np.int32, (r, 2 * len(ID_FIELDS))),
+        row_price=array("price", np.int16, (r,)),
+        row_text=array("text", np.uint8, (r, VECTOR_LEN)),
+        row_has_text=array("has_text", np.bool_, (r,)),
     )
-    columns = {c: df[c].to_numpy() for c in _EVENT_COLUMNS}
-    columns["tokens"] = df.select(
-        pl.col("tokens").arr.get(i).fill_null(0).alias(f"t{i}") for i in range(VECTOR_LEN)
-    ).to_numpy()
-    columns["ids"] = np.stack(
-        [hash_rows_of(df[f], seed, hash_rows, salt=j) for j, f in enumerate(ID_FIELDS) for seed in (0, 1)], axis=1
-    )
-    return _arrays_to_tokens(df["client_id"].to_numpy(), columns)
 
 
 def hash_rows_of(ids: pl.Series, seed: int, hash_rows: int, salt: int) -> np.ndarray:
@@ -117,25 +286,6 @@ def hash_rows_of(ids: pl.Series, seed: int, hash_rows: int, salt: int) -> np.nda
     values = ids.fill_null(0).to_numpy().astype(np.int64)
     rows = stable_hash(values, salt=1 + 2 * salt + seed) % np.uint64(hash_rows - 1) + np.uint64(1)
     return np.where(ids.is_null().to_numpy(), 0, rows).astype(np.int32)
-
-
-def _arrays_to_tokens(client_of_event: np.ndarray, columns: dict[str, np.ndarray]) -> Tokens:
-    n = len(client_of_event)
-    starts = np.flatnonzero(np.r_[True, client_of_event[1:] != client_of_event[:-1]]) if n else np.empty(0, np.int64)
-    return Tokens(
-        client_ids=client_of_event[starts].astype(np.int64),
-        offsets=np.r_[starts, n].astype(np.int64),
-        event_type=columns["event_type"].astype(np.uint8),
-        ids=columns.get("ids", np.zeros((n, 2 * len(ID_FIELDS)))).astype(np.int32),
-        price=columns["price"].astype(np.int16),
-        tokens=columns.get("tokens", np.zeros((n, VECTOR_LEN))).astype(np.uint8),
-        has_tokens=columns["has_tokens"].astype(bool),
-        weekday=columns["weekday"].astype(np.uint8),
-        hour=columns["hour"].astype(np.uint8),
-        log_gap=columns["log_gap"].astype(np.float32),
-        log_age=columns["log_age"].astype(np.float32),
-        timestamp=columns["timestamp"].astype(np.int64),
-    )
 
 
 def _validate(df: pl.DataFrame, source: str) -> None:
@@ -213,21 +363,23 @@ def make_batch(
     if tokens.n_events == 0:
         index = np.zeros_like(index)
         tokens = _one_dummy_event()
+    row = tokens.row[index]
 
-    def take(a: np.ndarray) -> torch.Tensor:
-        return to_device(a[index], device)
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return to_device(np.ascontiguousarray(a), device)
 
+    time = tokens.time_features(index)
     return {
         "length": to_device(length, device),
-        "event_type": take(tokens.event_type).long(),
-        "ids": take(tokens.ids).long(),
-        "price": take(tokens.price).long(),
-        "tokens": take(tokens.tokens).long(),
-        "has_tokens": take(tokens.has_tokens),
-        "weekday": take(tokens.weekday).long(),
-        "hour": take(tokens.hour).long(),
-        "log_gap": take(tokens.log_gap),
-        "log_age": take(tokens.log_age),
+        "event_type": tensor(tokens.event_type[index]).long(),
+        "ids": tensor(tokens.row_ids[row]).long(),
+        "price": tensor(tokens.row_price[row]).long(),
+        "tokens": tensor(tokens.row_text[row]).long(),
+        "has_tokens": tensor(tokens.row_has_text[row]),
+        "weekday": tensor(time["weekday"]).long(),
+        "hour": tensor(time["hour"]).long(),
+        "log_gap": tensor(time["log_gap"]),
+        "log_age": tensor(time["log_age"]),
     }
 
 
@@ -241,8 +393,11 @@ def to_device(array: np.ndarray | torch.Tensor, device: torch.device | str) -> t
 
 def _one_dummy_event() -> Tokens:
     """A single all-zero event: gather source when no user has events (every row is padding)."""
-    zeros = {c: np.zeros(1) for c in _EVENT_COLUMNS}
-    return _arrays_to_tokens(np.zeros(1, np.int64), zeros)
+    return Tokens(
+        client_ids=np.zeros(1, np.int64), offsets=np.array([0, 1], np.int64), event_type=np.zeros(1, np.uint8),
+        timestamp=np.zeros(1, np.int64), row=np.zeros(1, np.int32), row_ids=np.zeros((1, 2 * len(ID_FIELDS)), np.int32),
+        row_price=np.zeros(1, np.int16), row_text=np.zeros((1, VECTOR_LEN), np.uint8), row_has_text=np.zeros(1, bool),
+    )
 
 
 def item_vocabulary(tokens: Tokens, hash_rows: int) -> tuple[np.ndarray, np.ndarray]:
