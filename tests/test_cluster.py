@@ -83,7 +83,7 @@ def _same_entry(a: Path, b: Path) -> None:
 
 
 def test_tasks_run_on_the_second_node_in_another_directory(cluster, tmp_path):
-    probe = ("import os, ray; ray.init(_node_ip_address=os.environ.get('UBP_RAY_NODE_IP'))\nhere = ray.get_runtime_context().get_node_id()\n"
+    probe = ("import os, ray; ray.init(); here = ray.get_runtime_context().get_node_id()\n"
              "f = ray.remote(num_cpus=1)(lambda: (os.getcwd(), ray.get_runtime_context().get_node_id()))\n"
              "cwd, node = ray.get(f.remote()); print(cwd); print(node != here)")
     done = subprocess.run([sys.executable, "-c", probe], env=cluster, cwd=tmp_path, capture_output=True, text=True,

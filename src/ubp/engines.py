@@ -9,9 +9,7 @@ runs as many shards as it has CPUs, each query on its share of them). A task wri
 to the scratch location (`UBP_SCRATCH`, default `DIR/input/.ubp-scratch`) and returns
 only where it wrote it; the driver reads the tables back one at a time, in task order, and
 deletes them. `ray.init()` joins the cluster named by `RAY_ADDRESS` (a local one when unset)
-with the user's `runtime_env` (`UBP_RAY_RUNTIME_ENV`, JSON, or the CLI's `--ray-runtime-env`) and,
-when `UBP_RAY_NODE_IP` is set, that address for the driver (a cluster whose nodes were started with
-`--node-ip-address 127.0.0.1` is then reached on loopback only).
+with the user's `runtime_env` (`UBP_RAY_RUNTIME_ENV`, JSON, or the CLI's `--ray-runtime-env`).
 Outputs equal the local engine's: the same function runs on the same shard.
 """
 
@@ -47,7 +45,6 @@ class Engine:
     memory: int | None = None  # bytes reserved per task (None: Ray's default, no reservation)
     runtime_env: dict = field(default_factory=dict)  # passed to ray.init (working_dir, pip, env_vars …)
     scratch: str | None = None  # where tasks write their tables; default: DIR/input/.ubp-scratch
-    node_ip: str | None = None  # the driver's address on the cluster; None: Ray's own choice
 
 
 _current = Engine()
@@ -59,8 +56,7 @@ def current() -> Engine:
 
 def from_env(name: str, runtime_env: str | None = None, scratch: str | None = None) -> Engine:
     """The engine `name` with its task settings from the options given, else the environment
-    (`UBP_RAY_TASK_CPUS`, `UBP_RAY_TASK_MEMORY` in bytes, `UBP_RAY_RUNTIME_ENV`, `UBP_SCRATCH`,
-    `UBP_RAY_NODE_IP`)."""
+    (`UBP_RAY_TASK_CPUS`, `UBP_RAY_TASK_MEMORY` in bytes, `UBP_RAY_RUNTIME_ENV`, `UBP_SCRATCH`)."""
     if name not in ENGINES:
         raise UsageError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
     env_text = runtime_env if runtime_env is not None else os.environ.get("UBP_RAY_RUNTIME_ENV", "")
@@ -79,8 +75,7 @@ def from_env(name: str, runtime_env: str | None = None, scratch: str | None = No
     if cpus <= 0:
         raise UsageError(f"UBP_RAY_TASK_CPUS must be positive, got {cpus}")
     scratch = scratch or os.environ.get("UBP_SCRATCH") or None
-    return Engine(name, cpus, memory_bytes, parsed, store.resolve(scratch) if scratch else None,
-                  os.environ.get("UBP_RAY_NODE_IP") or None)
+    return Engine(name, cpus, memory_bytes, parsed, store.resolve(scratch) if scratch else None)
 
 
 @contextlib.contextmanager
@@ -132,7 +127,7 @@ def _ray_map(fn: Callable[[T], R], tasks: Sequence[T], out_dir: str) -> Iterator
     engine = _current
     if not ray.is_initialized():
         ray.init(runtime_env=engine.runtime_env or None, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, _node_ip_address=engine.node_ip)
+                 configure_logging=False)
     payload = cloudpickle.dumps(fn)
     if len(payload) > MAX_FUNCTION_BYTES:
         raise ValueError(f"task function {fn!r} pickles to {len(payload) / 2**20:.0f} MiB: a task must carry "
