@@ -217,3 +217,33 @@ def test_hnsw_recall_against_the_exact_index() -> None:
     _, got = approx.search(x[:200], 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(want, got)])
     assert recall > 0.9
+
+
+def test_a_model_buckets_a_later_logs_float_prices_with_the_fit_logs_edges(tiny_world: Path, tmp_path: Path) -> None:
+    """New expensive products move a catalogue's quantiles; the model's own edges keep every old
+    product in the bucket it was fitted with, so the clients' rows do not move."""
+    from ubp.cache import cache_root
+    from ubp.encoders.base import Run
+    from ubp.pipeline import ensure_split
+    from ubp.profile import build_profile
+    from ubp.recipe import recipe_for_blocks
+
+    log = copy_raw(tiny_world, tmp_path / "log")
+    products = pl.read_parquet(log / PROPERTIES_FILE).with_columns(pl.col("price").cast(pl.Float64) * 2.5 + 0.99)
+    products.write_parquet(log / PROPERTIES_FILE)
+    build_profile(ensure_split(log), recipe_for_blocks(["counts"]), tmp_path / "fit_entry", cache_root() / "blocks",
+                  Run(seed=0, show_progress=False), model_dir=tmp_path / "model")
+    assert (tmp_path / "model" / "price_edges.json").is_file()
+
+    later = copy_raw(log, tmp_path / "later")
+    n = len(products) // 2
+    expensive = products.head(n).with_columns(pl.col("sku") + int(products["sku"].max()) + 1,
+                                              pl.col("price") * 1000.0)
+    pl.concat([products, expensive]).write_parquet(later / PROPERTIES_FILE)
+    ubp("embed", "--model", tmp_path / "model", "--data-dir", log, "--out", tmp_path / "a")
+    ubp("embed", "--model", tmp_path / "model", "--data-dir", later, "--out", tmp_path / "b")
+    a, b = rows_by_id(tmp_path / "a"), rows_by_id(tmp_path / "b")
+    assert a.keys() == b.keys()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    edges = json.loads((later / "prepared" / "price_edges.json").read_text())
+    assert edges["edges"] == json.loads((tmp_path / "model" / "price_edges.json").read_text())["edges"]

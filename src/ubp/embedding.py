@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ubp.data.conversions import PrepareOptions
 from ubp.data.raw import read_relevant_clients
 from ubp.data.snapshot import window_at
 from ubp.entry import write_entry, write_parquet_entry
@@ -48,7 +49,8 @@ def embed_with_model(
     start = time.perf_counter()
     model = ProfileModel.load(model_dir)
     ids = read_relevant_clients(clients) if clients is not None else None
-    window = window_at(data_dir, as_of, cache)
+    edges = model.price_edges
+    window = window_at(data_dir, as_of, cache, PrepareOptions(price_edges=edges) if edges is not None else None)
     if ids is None:
         ids = window.relevant_clients
     matrix = model.embed(window, ids)

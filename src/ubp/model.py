@@ -20,6 +20,8 @@ import numpy as np
 import polars as pl
 
 import ubp
+from ubp import store
+from ubp.data.prepare import prepared_dir
 from ubp.data.raw import EVENT_COLUMNS, PROPERTY_COLUMNS
 from ubp.data.window import InputWindow
 from ubp.encoders import REGISTRY
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MODEL_JSON = "model.json"
 FIT_CLIENTS = "fit_clients.npy"  # who the profile was fitted on: embed reports the clients it never saw
+PRICE_EDGES = "price_edges.json"  # the fit log's float-price bucket edges: a later log's prices fall in the same buckets
 FORMAT = 1
 # Blocks that read something beside the log rather than a fitted state: a model cannot carry them.
 NOT_PORTABLE = {"oracle": "the synthetic world's hidden state, read from the world folder, not a fitted model"}
@@ -76,7 +79,18 @@ def save_model(
             shutil.copytree(source, tmp / "blocks" / name / "encoder")
             normaliser.save(tmp / "blocks" / name / "normaliser.npz")
         save_npy(tmp / FIT_CLIENTS, np.asarray(fit_clients, dtype=np.int64))
+        edges = _fit_price_edges(window)
+        if edges is not None:
+            shutil.copyfile(edges, tmp / PRICE_EDGES)
         write_json(tmp / MODEL_JSON, info)
+
+
+def _fit_price_edges(window: InputWindow) -> Path | None:
+    """The prepared store's price edges beside the fit window, when its log had float prices."""
+    if store.is_uri(window.data_dir):
+        return None
+    path = prepared_dir(window.data_dir) / PRICE_EDGES
+    return path if path.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,12 @@ class ProfileModel:
     @property
     def fit_cutoff(self) -> datetime:
         return datetime.fromisoformat(self.info["fit_window"]["cutoff"])
+
+    @property
+    def price_edges(self) -> Path | None:
+        """The fit log's price bucket edges (None when it had integer buckets)."""
+        path = self.root / PRICE_EDGES
+        return path if path.is_file() else None
 
     def embed(self, window: InputWindow, client_ids: np.ndarray) -> np.ndarray:
         """float32 (len(client_ids), width): every block's saved encoder and normaliser, no refit."""

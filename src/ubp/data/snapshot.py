@@ -15,12 +15,13 @@ from pathlib import Path
 import polars as pl
 
 from ubp.cache import touch, write_meta
+from ubp.data.conversions import PrepareOptions
 from ubp.data.prepare import RELEVANT, is_current, prepare, raw_fingerprint, read_prepared
 from ubp.data.raw import read_relevant_clients
 from ubp.data.split import typed_stream
 from ubp.data.window import InputWindow, write_window
 from ubp.errors import UsageError
-from ubp.fingerprint import code_version, digest, files_fingerprint
+from ubp.fingerprint import code_version, digest, file_digest, files_fingerprint
 from ubp.layout import EVENT_TYPES
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,19 @@ def default_as_of(data_dir: Path) -> datetime:
     return datetime.combine(last.date() + timedelta(days=1), datetime.min.time())
 
 
-def window_at(data_dir: Path | str, as_of: datetime | None, cache: Path) -> InputWindow:
-    """The window of `data_dir`'s events before `as_of` (default: `default_as_of`), cut once per content."""
+def window_at(data_dir: Path | str, as_of: datetime | None, cache: Path,
+              options: PrepareOptions | None = None) -> InputWindow:
+    """The window of `data_dir`'s events before `as_of` (default: `default_as_of`), cut once per
+    content. `options` (None: a current store as it was prepared, else the defaults) is how a model
+    passes its fit log's price edges, so a later log's float prices fall in the buckets it was fitted on."""
     data_dir = Path(data_dir)
-    if not is_current(data_dir):
-        log.info("%s", prepare(data_dir).describe())
+    if not is_current(data_dir, options):
+        log.info("%s", prepare(data_dir, options or PrepareOptions()).describe())
     as_of = as_of or default_as_of(data_dir)
+    edges = options.price_edges if options is not None else None
     key = {"raw": raw_fingerprint(data_dir), "relevant": files_fingerprint(data_dir, [str(RELEVANT)]),
-           "as_of": as_of.isoformat(), "code": code_version(__name__)}
+           "as_of": as_of.isoformat(), "code": code_version(__name__),
+           "price_edges": file_digest(edges) if edges is not None else None}
     folder = Path(cache) / "windows" / f"window-{digest(key)}"
     if (folder / "meta.json").is_file():
         touch(folder)
