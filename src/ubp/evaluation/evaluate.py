@@ -12,6 +12,7 @@ import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -145,22 +146,9 @@ def evaluate_many(
     return results, times
 
 
-def evaluate(
-    data_dir: Path,
-    entry_dir: Path,
-    out: Path,
-    tasks: tuple[str, ...] = TASKS,
-    mode: str = "quick",
-    device: str = "auto",
-    orders: int = 1,
-    strict: bool = False,
-    show_progress: bool = False,
-    workers: int | None = None,
-    label_cache: Path | None | bool = True,
-    user_tasks: dict[str, Path] | None = None,
-) -> EvaluationResult:
-    """Score one entry on `tasks` with the `mode` protocol; write scores.json and report.html to `out`."""
-    results, _ = evaluate_many(data_dir, {"entry": Path(entry_dir)}, {"entry": Path(out)}, tasks=tasks, mode=mode,
-                               device=device, orders=orders, strict=strict, show_progress=show_progress,
-                               workers=workers, label_cache=label_cache, user_tasks=user_tasks)
+def evaluate(data_dir: Path, entry_dir: Path, out: Path, **options: Any) -> EvaluationResult:
+    """Score one entry and write scores.json and report.html to `out`; `options` are
+    `evaluate_many`'s (tasks, mode, device, orders, strict, show_progress, workers, label_cache,
+    user_tasks), so one session serves one entry exactly as it serves many."""
+    results, _ = evaluate_many(data_dir, {"entry": Path(entry_dir)}, {"entry": Path(out)}, **options)
     return results["entry"]
