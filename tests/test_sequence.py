@@ -86,9 +86,10 @@ def test_tokenize_hand_made_log(tmp_path: Path) -> None:
     u = int(np.flatnonzero(tokens.client_ids == 2)[0])
     s = slice(tokens.offsets[u], tokens.offsets[u + 1])
     assert tokens.event_type[s].tolist() == [3, 3, 1]
-    np.testing.assert_allclose(tokens.log_gap[s], np.log1p([0, 1799 / 3600, 1800 / 3600]), rtol=1e-6)
-    np.testing.assert_allclose(tokens.log_age[s], np.log1p([0, 1799 / 86400, 3599 / 86400]), rtol=1e-6)
-    assert tokens.weekday[s].tolist() == [1, 1, 1] and tokens.hour[s].tolist() == [10, 10, 10]  # a Tuesday
+    time = tokens.time_features(np.arange(s.start, s.stop))
+    np.testing.assert_allclose(time["log_gap"], np.log1p([0, 1799 / 3600, 1800 / 3600]), rtol=1e-6)
+    np.testing.assert_allclose(time["log_age"], np.log1p([0, 1799 / 86400, 3599 / 86400]), rtol=1e-6)
+    assert time["weekday"].tolist() == [1, 1, 1] and time["hour"].tolist() == [10, 10, 10]  # a Tuesday
     assert tokens.has_tokens[s].tolist() == [False, False, True]
     assert tokens.price[s].tolist() == [0, 0, 96]  # bucket + 1; visits have no price
     ids = tokens.ids[s]

@@ -4,8 +4,6 @@ float columns, float16 or float32). Both in the same behaviour-free row order.""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,22 +11,9 @@ import numpy as np
 from ubp.chunks import spans
 from ubp.hashing import hash_order
 from ubp.errors import UsageError, input_error
+from ubp.io import save_npy
 
 MAX_WIDTH = 2048
-
-
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    """np.save to a temporary name in the same folder, then rename: never a half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 PARQUET = "embeddings.parquet"
@@ -60,8 +45,8 @@ def write_entry(out_dir: Path, client_ids: np.ndarray, embeddings: np.ndarray) -
                 f"embeddings are not finite in float16 (row {row}, client_id {client_ids[row]}); "
                 "scale the block down or standardize it"
             )
-    atomic_save_npy(Path(out_dir) / "embeddings.npy", emb16)
-    atomic_save_npy(Path(out_dir) / "client_ids.npy", client_ids[order])
+    save_npy(Path(out_dir) / "embeddings.npy", emb16)
+    save_npy(Path(out_dir) / "client_ids.npy", client_ids[order])
 
 
 def read_entry(entry_dir: Path) -> tuple[np.ndarray, np.ndarray]:

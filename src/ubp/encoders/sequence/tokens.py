@@ -123,22 +123,6 @@ class Tokens:
         }
 
     @property
-    def weekday(self) -> np.ndarray:
-        return self.time_features(np.arange(self.n_events))["weekday"]
-
-    @property
-    def hour(self) -> np.ndarray:
-        return self.time_features(np.arange(self.n_events))["hour"]
-
-    @property
-    def log_gap(self) -> np.ndarray:
-        return self.time_features(np.arange(self.n_events))["log_gap"]
-
-    @property
-    def log_age(self) -> np.ndarray:
-        return self.time_features(np.arange(self.n_events))["log_age"]
-
-    @property
     def nbytes(self) -> int:
         return sum(getattr(self, f).nbytes for f in self.__dataclass_fields__)
 
