@@ -124,3 +124,10 @@ def test_only_ubp_errors_become_one_line(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setattr(ubp.data.prepare, "prepare", lambda *a, **k: (_ for _ in ()).throw(InputError("x.parquet: bad")))
     result = CliRunner().invoke(main, ["prepare", "--data-dir", str(tmp_path)])
     assert result.exit_code == 1 and result.output == "Error: x.parquet: bad\n"
+
+
+def test_an_unknown_reference_fails_in_one_line_before_any_work(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["run", "--out", str(tmp_path / "run"), "--references", "counts,bogus"])
+    assert result.exit_code == 1
+    assert "unknown reference 'bogus'" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ubp.layout import TASKS
+from ubp.layout import REFERENCES, TASKS
 
 
 class _OneLine(click.ClickException):
@@ -389,6 +389,8 @@ def _run_options(fn):
         click.option("--orders", type=int, default=5, show_default=True,
                      help="Score K times: behaviour-free row order k, network seed 1278+k."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--references", default=",".join(REFERENCES), show_default=True,
+                     help="Reference entries scored beside the profile (comma-separated; empty for none)."),
         _ENGINE,
         _CACHE,
         click.option("--task", "user_tasks", multiple=True, metavar="NAME=FILE.parquet",
@@ -396,10 +398,15 @@ def _run_options(fn):
     ]
 
     @functools.wraps(fn)
-    def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device, engine, cache, user_tasks):
+    def wrapper(data_dir, config, out, scale, world_seed, mode, orders, device, references, engine, cache, user_tasks):
         from ubp.recipe import load_recipe
 
         recipe = load_recipe(config)  # checked before anything heavy is imported or any file written
+        chosen = tuple(r for r in references.split(",") if r)
+        if unknown := sorted(set(chosen) - set(REFERENCES)):
+            from ubp.errors import UsageError
+
+            raise UsageError(f"unknown reference {unknown[0]!r} in --references; choose from {', '.join(REFERENCES)}")
 
         from ubp import distributed, engines
         from ubp.evaluation.user_tasks import user_task_paths
@@ -407,8 +414,8 @@ def _run_options(fn):
 
         main_rank = _logging()
         opts = RunOptions(out=out, data_dir=data_dir, scale=scale, world_seed=world_seed, mode=mode,
-                          orders=orders, device=device, show_progress=sys.stderr.isatty() and main_rank, cache=cache,
-                          user_tasks=tuple(user_task_paths(user_tasks, TASKS).items()))
+                          orders=orders, device=device, references=chosen, cache=cache,
+                          show_progress=sys.stderr.isatty() and main_rank, user_tasks=tuple(user_task_paths(user_tasks, TASKS).items()))
         with distributed.session(device), engines.use(engine):
             return fn(opts, recipe)
 

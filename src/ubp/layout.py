@@ -77,6 +77,9 @@ TASKS: tuple[str, ...] = (
     "propensity_new_sku",
     "propensity_price",
 )
+# Entries `ubp run` scores beside the profile: chance, the organisers' baseline, plain counts, and a
+# synthetic world's oracle.
+REFERENCES = ("random", "baseline", "counts", "oracle")
 PROPENSITY_TASKS: tuple[str, ...] = tuple(t for t in TASKS if t.startswith("propensity_"))
 
 

@@ -22,15 +22,12 @@ from ubp.device import resolve_device
 from ubp.encoders.base import Run
 from ubp.fingerprint import code_version, digest, file_digest, files_fingerprint
 from ubp.io import write_json
-from ubp.layout import TASKS
+from ubp.layout import REFERENCES, TASKS
 from ubp.monitor import StageTimes
 from ubp.profile import build_profile
 from ubp.recipe import Recipe, recipe_for_blocks
 
 log = logging.getLogger(__name__)
-
-REFERENCES = ("random", "baseline", "counts", "oracle")
-
 
 @dataclass(frozen=True)
 class RunOptions:
