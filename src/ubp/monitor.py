@@ -1,7 +1,11 @@
-"""Wall time and peak resident memory per pipeline stage, for the run report."""
+"""Wall time, CPU time and peak resident memory per pipeline stage, for the run report.
+
+CPU seconds (this process and its finished children) say what a stage costs on a machine shared
+with other jobs, where wall time only bounds it."""
 
 from __future__ import annotations
 
+import resource
 import threading
 import time
 from contextlib import contextmanager
@@ -29,7 +33,7 @@ class StageTimes:
 
         thread = threading.Thread(target=sample, daemon=True)
         thread.start()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         try:
             yield
         finally:
@@ -37,7 +41,8 @@ class StageTimes:
             thread.join()
             peak[0] = max(peak[0], _rss(proc))
             self.stages.append(
-                {"stage": name, "seconds": round(time.perf_counter() - start, 2), "peak_rss_mib": round(peak[0] / 2**20, 1)}
+                {"stage": name, "seconds": round(time.perf_counter() - start, 2),
+                 "cpu_seconds": round(_cpu_seconds() - cpu_start, 2), "peak_rss_mib": round(peak[0] / 2**20, 1)}
             )
 
 
@@ -49,3 +54,9 @@ def _rss(proc: psutil.Process) -> int:
         except psutil.Error:
             pass
     return total
+
+
+def _cpu_seconds() -> float:
+    """User + system time of this process and of its children that have ended."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime

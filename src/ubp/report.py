@@ -305,8 +305,10 @@ def _no_history_line(profile: dict) -> str:
 
 
 def _stage_table(stages: list[dict]) -> str:
-    rows = "".join(f"<tr><td>{s['stage']}</td><td>{s['seconds']:.1f}</td><td>{s['peak_rss_mib']:.0f}</td></tr>" for s in stages)
-    return f"<table><tr><th>stage</th><th>seconds</th><th>peak RSS (MiB)</th></tr>{rows}</table>"
+    rows = "".join(f"<tr><td>{s['stage']}</td><td>{s['seconds']:.1f}</td><td>{s['cpu_seconds']:.1f}</td>"
+                   f"<td>{s['peak_rss_mib']:.0f}</td></tr>" for s in stages)
+    return ("<table><tr><th>stage</th><th>seconds</th><th>CPU seconds</th><th>peak RSS (MiB)</th></tr>"
+            f"{rows}</table>")
 
 
 def _block_table(profile: dict) -> str:
