@@ -11,14 +11,14 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from ubp import distributed
 from ubp.cache import cache_root
-from ubp.device import resolve_device
 from ubp.encoders.base import Run
 from ubp.encoders.registry import block_options
 from ubp.encoders.sequence.config import OBJECTIVES
 from ubp.io import write_text
 from ubp.monitor import StageTimes
-from ubp.pipeline import RunOptions, ensure_split, ensure_world, evaluate_entries
+from ubp.pipeline import RunOptions, evaluate_entries, shared_window
 from ubp.profile import build_profile
 from ubp.recipe import Recipe
 from ubp.report import task_means, write_ablation_report
@@ -52,13 +52,14 @@ def variants(recipe: Recipe) -> dict[str, Recipe]:
 def ablate(opts: RunOptions, recipe: Recipe) -> Path:
     """Score every variant; write ablation.json and ablation.html under opts.out."""
     out = Path(opts.out)
-    data_dir = ensure_world(opts)
-    window = ensure_split(data_dir)
-    run = Run(seed=recipe.seed, device=str(resolve_device(opts.device)), show_progress=opts.show_progress)
+    data_dir, window = shared_window(opts, StageTimes())
+    run = Run(seed=recipe.seed, device=str(distributed.local_device(opts.device)), show_progress=opts.show_progress)
     entries: dict[str, Path] = {}
     for name, variant in variants(recipe).items():
         entries[name] = out / "ablation" / name.replace(" ", "_") / "entry"
         build_profile(window, variant, entries[name], cache_root(opts.cache) / "blocks", run)
+    if not distributed.is_main():  # under torchrun the other ranks only help fit and embed
+        return out / "ablation.html"
     outs = {name: entry.parent / "eval" for name, entry in entries.items()}
     table = evaluate_entries(data_dir, entries, outs, opts, StageTimes())
     means = {name: task_means(scores) for name, scores in table.items()}

@@ -444,9 +444,12 @@ def run(opts, recipe) -> None:
 @_run_options
 def ablate(opts, recipe) -> None:
     """Leave-one-block-out (and leave-one-objective-out) scores on the same split."""
+    from ubp import distributed
     from ubp.ablation import ablate as run_ablation
 
-    click.echo(f"ablation: {run_ablation(opts, recipe)}")
+    report = run_ablation(opts, recipe)
+    if distributed.is_main():
+        click.echo(f"ablation: {report}")
 
 if __name__ == "__main__":
     main()

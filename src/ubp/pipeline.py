@@ -101,6 +101,16 @@ def shared_split(data_dir: Path) -> InputWindow:
     return InputWindow.open(data_dir)
 
 
+def shared_window(opts: RunOptions, times: StageTimes) -> tuple[Path | str, InputWindow]:
+    """The data directory and its input window on every rank: rank 0 makes the world and splits it
+    (under torchrun the others wait for it)."""
+    with times.stage("world"):
+        data_dir = ensure_world(opts) if distributed.is_main() else None
+    with times.stage("prepare+split"):
+        data_dir = distributed.broadcast(data_dir)
+        return data_dir, shared_split(data_dir)
+
+
 def entry_digest(entry_dir: Path) -> str:
     return digest(files_fingerprint(entry_dir, ["client_ids.npy", "embeddings.npy"]), size=8)
 
@@ -151,11 +161,7 @@ def run(opts: RunOptions, recipe: Recipe) -> Path:
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     times = StageTimes()
-    with times.stage("world"):
-        data_dir = ensure_world(opts) if distributed.is_main() else None
-    with times.stage("prepare+split"):
-        data_dir = Path(distributed.broadcast(data_dir))  # under torchrun the others wait for rank 0's world
-        window = shared_split(data_dir)
+    data_dir, window = shared_window(opts, times)
     run_ctx = Run(seed=recipe.seed, device=str(distributed.local_device(opts.device)), show_progress=opts.show_progress)
     blocks_dir = cache_root(opts.cache) / "blocks"
     with times.stage("profile"):

@@ -71,9 +71,10 @@ def fit_block(
 ) -> BlockMatrix:
     """Fit `spec` on the window (or load the cached fit) and embed `client_ids`.
 
-    Under torchrun every rank fits (the sequence block's batches split by rank) and embeds its
-    share of the clients with rank 0's saved model; rank 0 writes the folder and gets the rows,
-    the other ranks get None.
+    Under torchrun a block that trains across ranks (`fits_across_ranks`: the sequence block, its
+    batches split by rank) fits on every rank; any other block fits once, on rank 0, while the other
+    ranks wait. Every rank then embeds its share of the clients with rank 0's saved model; rank 0
+    writes the folder and gets the rows, the other ranks get None.
     """
     key = block_key(spec, run.seed, window, window_fp or window_fingerprint(window))
     folder = Path(blocks_dir) / f"{spec.name}-{digest(key)}"
@@ -95,8 +96,10 @@ def fit_block(
     # scratch per rank; checkpoints are read and written by rank 0 only, in its work folder
     work = folder / ("work" if distributed.is_main() else f"work-rank{distributed.rank()}")
     block_run = Run(seed=run.seed, device=run.device, work_dir=work, show_progress=run.show_progress)
-    work.mkdir(parents=True, exist_ok=True)
-    encoder = create(spec.name, **spec.options).fit(window, block_run)
+    encoder = None
+    if distributed.is_main() or getattr(REGISTRY[spec.name], "fits_across_ranks", False):
+        work.mkdir(parents=True, exist_ok=True)
+        encoder = create(spec.name, **spec.options).fit(window, block_run)
     if distributed.is_main():
         encoder.save(folder / MODEL)
     if distributed.world_size() > 1:  # every rank embeds its share with rank 0's saved model
@@ -190,8 +193,8 @@ def build_profile(
 ) -> dict:
     """Fit every block, blend, and write the entry with its `profile.json` manifest (unless
     `out_dir` is None); with `model_dir`, also the fitted profile as a self-contained model folder
-    (`ubp.model`). Under torchrun every rank fits the blocks and embeds its share of the clients;
-    rank 0 blends and writes, the other ranks return {}."""
+    (`ubp.model`). Under torchrun the ranks fit the blocks together (`fit_block`) and each embeds
+    its share of the clients; rank 0 blends and writes, the other ranks return {}."""
     ids = window.relevant_clients if client_ids is None else np.asarray(client_ids, dtype=np.int64)
     if len(ids) == 0:
         raise input_error(store.join(window.root, RELEVANT), "no clients to embed")

@@ -29,7 +29,8 @@ class Encoder(Protocol):
     `transform` returns float32 (len(client_ids), dim), rows in the order of `client_ids`;
     clients without events get a well-defined row (never NaN); a client's row does not depend on
     which other clients are asked for with it. Before `fit` (or `load`) it raises `NotFittedError`.
-    `ubp.encoders.registry` names every class that satisfies this protocol.
+    `ubp.encoders.registry` names every class that satisfies this protocol. A class that trains
+    across torchrun's ranks sets `fits_across_ranks = True`; any other block is fitted once, on rank 0.
     """
 
     name: ClassVar[str]

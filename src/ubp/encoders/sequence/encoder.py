@@ -36,6 +36,7 @@ class SequenceEncoder:
 
     name: ClassVar[str] = "sequence"
     preferred_normalise: ClassVar[str] = "l2"  # neural rows: direction matters, norm does not
+    fits_across_ranks: ClassVar[bool] = True  # under torchrun every rank trains on its share of the batches (DDP)
 
     def __init__(self, options: SequenceConfig | None = None) -> None:
         self.config: SequenceConfig = options or make_config()
