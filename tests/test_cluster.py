@@ -1,5 +1,5 @@
-"""On a two-node Ray cluster reading a world from an S3-compatible bucket, `ubp embed --engine ray`
-writes the very bytes the local engine writes.
+"""On a two-node Ray cluster, `ubp run --engine ray` on a raw world in an S3-compatible bucket
+prepares and splits it there and writes the very entry the local engine writes from a local copy.
 
 `.ci/run` starts the services on 127.0.0.1: a Ray head with no CPUs (so every task runs on the
 second node), a worker node whose working directory is neither the driver's nor the data's, and
@@ -21,7 +21,16 @@ import pytest
 
 from ubp import store
 
-BLOCKS = "counts,features"
+RECIPE = """
+seed = 0
+[[blocks]]
+name = "counts"
+[[blocks]]
+name = "features"
+"""
+RAW = ["product_properties.parquet", "product_buy.parquet", "add_to_cart.parquet", "remove_from_cart.parquet",
+       "page_visit.parquet", "search_query.parquet", "input/relevant_clients.npy"]
+SPLIT = ["prepared", "input", "target"]  # what prepare and split write beside the raw files
 
 
 @pytest.fixture(scope="module")
@@ -36,45 +45,46 @@ def cluster() -> dict[str, str]:
     return {**os.environ, "RAY_ADDRESS": address}
 
 
-def _ubp(*args: str, env: dict[str, str], cwd: Path) -> str:
-    """Run the CLI with a cache of its own, so that every run fits its blocks (no hit from another run)."""
+def _ubp_run(data_dir: str, out: Path, engine: str, env: dict[str, str], cwd: Path) -> None:
+    """`ubp run` of the test recipe with a cache of its own, so that every run fits its blocks."""
+    recipe = out.with_name("recipe.toml")
+    recipe.write_text(RECIPE)
+    args = ["run", "--data-dir", data_dir, "--out", str(out), "--config", str(recipe), "--engine", engine,
+            "--orders", "1", "--references", "", "--device", "cpu"]
     with tempfile.TemporaryDirectory(prefix="ubp-cache-") as cache:
-        done = subprocess.run([str(Path(sys.executable).parent / "ubp"), *args], env={**env, "UBP_CACHE_DIR": cache},
+        done = subprocess.run([sys.executable, "-m", "ubp", *args], env={**env, "UBP_CACHE_DIR": cache},
                               cwd=cwd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+
+
+def _raw_copy(tiny_world: Path, to: Path) -> Path:
+    """The tiny world's raw files only: every run prepares and splits it itself."""
+    for name in RAW:
+        (to / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tiny_world / name, to / name)
+    return to
 
 
 @pytest.fixture(scope="module")
-def world(cluster, tiny_world: Path, tmp_path_factory) -> Path:
-    """A copy of the tiny world, split and stamped here, so the CLI runs never split the shared one again."""
-    from ubp.pipeline import ensure_split
-
-    copy = tmp_path_factory.mktemp("cluster") / "world"
-    shutil.copytree(tiny_world, copy)
-    ensure_split(copy)
-    return copy
+def local_run(cluster, tiny_world: Path, tmp_path_factory) -> Path:
+    """The local engine's `ubp run` on a raw local copy of the tiny world (RUN/world holds the data)."""
+    run = tmp_path_factory.mktemp("local")
+    _raw_copy(tiny_world, run / "world")
+    _ubp_run(str(run / "world"), run / "run", "local", {k: v for k, v in cluster.items() if k != "RAY_ADDRESS"}, run)
+    return run
 
 
 @pytest.fixture(scope="module")
-def bucket_world(world: Path) -> str:
-    """The tiny world's input window copied into a fresh bucket."""
+def bucket_world(cluster, tiny_world: Path, tmp_path_factory) -> str:
+    """The tiny world's raw files in a fresh bucket."""
     from pyarrow import fs
 
     bucket = f"ubp-test-{uuid.uuid4().hex[:12]}"
     s3, _ = store.filesystem(f"s3://{bucket}")
     s3.create_dir(bucket)
-    fs.copy_files(str(world / "input"), f"{bucket}/world/input",
-                  source_filesystem=fs.LocalFileSystem(), destination_filesystem=s3)
+    raw = _raw_copy(tiny_world, tmp_path_factory.mktemp("raw"))
+    fs.copy_files(str(raw), f"{bucket}/world", source_filesystem=fs.LocalFileSystem(), destination_filesystem=s3)
     return f"s3://{bucket}/world"
-
-
-@pytest.fixture(scope="module")
-def local_entry(world: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("local") / "entry"
-    _ubp("embed", "--data-dir", str(world), "--blocks", BLOCKS, "--out", str(out), "--engine", "local",
-         env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, cwd=world)
-    return out
 
 
 def _same_entry(a: Path, b: Path) -> None:
@@ -93,20 +103,23 @@ def test_tasks_run_on_the_second_node_in_another_directory(cluster, tmp_path):
     assert cwd != str(tmp_path) and elsewhere == "True"
 
 
-def test_bucket_world_on_the_cluster_gives_the_local_entry(cluster, bucket_world, local_entry, tmp_path):
-    out = tmp_path / "entry"
-    _ubp("embed", "--data-dir", bucket_world, "--blocks", BLOCKS, "--out", str(out), "--engine", "ray",
-         env=cluster, cwd=tmp_path)
-    _same_entry(local_entry, out)
-    s3, path = store.filesystem(bucket_world)
+def test_run_on_a_bucket_on_the_cluster_gives_the_local_entry(cluster, bucket_world, local_run, tmp_path):
     from pyarrow import fs
 
+    _ubp_run(bucket_world, tmp_path / "run", "ray", cluster, tmp_path)
+    _same_entry(local_run / "run" / "entry", tmp_path / "run" / "entry")
+    local = local_run / "world"
+    written = [n for n in store.list_files(bucket_world) if n.split("/")[0] in SPLIT]
+    assert sorted(written) == sorted(str(p.relative_to(local)) for d in SPLIT for p in (local / d).rglob("*") if p.is_file())
+    for name in written:  # the prepared store, the input window and the targets, byte for byte
+        assert store.read_bytes(store.join(bucket_world, name)) == (local / name).read_bytes(), name
+    s3, path = store.filesystem(bucket_world)
     leftovers = s3.get_file_info(fs.FileSelector(f"{path}/input/.ubp-scratch", allow_not_found=True, recursive=True))
     assert not [f for f in leftovers if f.type == fs.FileType.File]  # the tasks' tables were removed
 
 
-def test_relative_data_dir_on_the_cluster_gives_the_local_entry(cluster, world, local_entry, tmp_path):
-    out = tmp_path / "entry"
-    _ubp("embed", "--data-dir", world.name, "--blocks", BLOCKS, "--out", str(out), "--engine", "ray",
-         env=cluster, cwd=world.parent)  # the worker node's cwd has no `world` in it
-    _same_entry(local_entry, out)
+def test_relative_data_dir_on_the_cluster_gives_the_local_entry(cluster, local_run, tmp_path):
+    world = shutil.copytree(local_run / "world", tmp_path / "world")  # split already: this run fits only
+    _ubp_run("world", tmp_path / "run", "ray", cluster, tmp_path)  # the worker node's cwd has no `world` in it
+    _same_entry(local_run / "run" / "entry", tmp_path / "run" / "entry")
+    assert (world / "input" / "window" / "window.json").is_file()

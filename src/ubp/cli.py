@@ -64,8 +64,40 @@ def synth(out: Path, clients: int | None, scale: str | None, seed: int) -> None:
     click.echo(summary.describe())
 
 
+_CACHE = click.option("--cache", type=click.Path(path_type=Path), default=None,
+                      help="Cache folder (fitted blocks, embedding windows). Default: $UBP_CACHE_DIR or ~/.cache/ubp.")
+_DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+_ENGINE_OPTIONS = [
+    click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                 help="Where the per-shard maps run: here, or on Ray (the cluster at RAY_ADDRESS)."),
+    click.option("--ray-runtime-env", default=None,
+                 help="Ray runtime_env as JSON (default: $UBP_RAY_RUNTIME_ENV)."),
+    click.option("--scratch", default=None,
+                 help="Where Ray tasks write per-shard tables; a path or URI every node reaches "
+                      "(default: $UBP_SCRATCH, else DIR/input/.ubp-scratch)."),
+]
+
+
+def _ENGINE(fn):
+    """--engine, --ray-runtime-env and --scratch, turned into one `engines.Engine` argument `engine`."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, engine, ray_runtime_env, scratch, **kwargs):
+        from ubp import engines
+
+        return fn(*args, engine=engines.from_env(engine, ray_runtime_env, scratch), **kwargs)
+
+    for option in reversed(_ENGINE_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+_DATA_DIR = click.option("--data-dir", required=True, help="Log folder, or an object-store URI (s3://bucket/world).")
+
+
 @main.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), required=True)
+@_DATA_DIR
 @click.option("--no-iso-timestamps", is_flag=True, help="Accept only 'YYYY-MM-DD HH:MM:SS' strings and naive datetimes.")
 @click.option("--no-price-quantiles", is_flag=True, help="Reject float/decimal prices instead of bucketing them.")
 @click.option("--no-hash-string-ids", is_flag=True, help="Reject string ids instead of hashing them to int64.")
@@ -73,41 +105,50 @@ def synth(out: Path, clients: int | None, scale: str | None, seed: int) -> None:
 @click.option("--price-edges", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="Bucket float prices with these edges (an earlier store's prepared/price_edges.json).")
 @_fail_cleanly
-def prepare(data_dir: Path, no_iso_timestamps: bool, no_price_quantiles: bool, no_hash_string_ids: bool,
-            no_text_vectors: bool, price_edges: Path | None) -> None:
+@_ENGINE
+def prepare(data_dir: str, no_iso_timestamps: bool, no_price_quantiles: bool, no_hash_string_ids: bool,
+            no_text_vectors: bool, price_edges: Path | None, engine) -> None:
     """Validate the raw files (converting a real log's own types) and write the typed prepared store."""
+    from ubp import engines
     from ubp.data.conversions import PrepareOptions
     from ubp.data.prepare import prepare as run_prepare
 
     options = PrepareOptions(iso_timestamps=not no_iso_timestamps, price_quantiles=not no_price_quantiles,
                              hash_string_ids=not no_hash_string_ids, text_vectors=not no_text_vectors,
                              price_edges=price_edges)
-    click.echo(run_prepare(data_dir, options).describe())
+    with engines.use(engine):
+        click.echo(run_prepare(data_dir, options).describe())
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), required=True)
+@_DATA_DIR
 @_fail_cleanly
-def split(data_dir: Path) -> None:
+@_ENGINE
+def split(data_dir: str, engine) -> None:
     """Split into the input window and the train/validation target windows (organisers' rules)."""
+    from ubp import engines
     from ubp.data.split import split as run_split
     from ubp.pipeline import split_key, stamp_split
 
     key = split_key(data_dir)
-    click.echo(run_split(data_dir).describe())
+    with engines.use(engine):
+        click.echo(run_split(data_dir).describe())
     stamp_split(data_dir, key)
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), required=True)
+@_DATA_DIR
 @click.option("--embeddings-dir", type=click.Path(path_type=Path), required=True)
 @click.option("--no-relevant-check", is_flag=True, help="Do not require ids to be a permutation of relevant_clients.npy.")
 @_fail_cleanly
-def validate(data_dir: Path, embeddings_dir: Path, no_relevant_check: bool) -> None:
+def validate(data_dir: str, embeddings_dir: Path, no_relevant_check: bool) -> None:
     """Check an entry against the challenge rules."""
+    from ubp import store
+    from ubp.data.prepare import RELEVANT
     from ubp.evaluation.validate import validate_entry
 
-    problems = validate_entry(data_dir, embeddings_dir, relevant_check=not no_relevant_check)
+    with store.local_copy(store.resolve(data_dir), [RELEVANT]) as local:
+        problems = validate_entry(local, embeddings_dir, relevant_check=not no_relevant_check)
     for p in problems:
         click.echo(p, err=True)
     if problems:
@@ -116,7 +157,7 @@ def validate(data_dir: Path, embeddings_dir: Path, no_relevant_check: bool) -> N
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), required=True)
+@_DATA_DIR
 @click.option("--embeddings-dir", type=click.Path(path_type=Path), required=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--tasks", multiple=True, type=click.Choice(TASKS), help="Default: all six.")
@@ -129,14 +170,18 @@ def validate(data_dir: Path, embeddings_dir: Path, no_relevant_check: bool) -> N
 @_fail_cleanly
 def evaluate(data_dir, embeddings_dir, out, tasks, mode, device, orders, strict, user_tasks) -> None:
     """Score an entry on the downstream tasks with the organisers' fixed protocol."""
+    from ubp import store
     from ubp.evaluation.evaluate import evaluate as run_evaluate
     from ubp.evaluation.user_tasks import user_task_paths
+    from ubp.pipeline import evaluation_files
 
-    result = run_evaluate(
-        data_dir, embeddings_dir, out, tasks=tasks or TASKS, mode=mode, device=device,
-        orders=orders, strict=strict, show_progress=sys.stderr.isatty(),
-        user_tasks=user_task_paths(user_tasks, TASKS),
-    )
+    location = store.resolve(data_dir)
+    with store.local_copy(location, evaluation_files(location)) as local:  # a store's targets, copied here
+        result = run_evaluate(
+            local, embeddings_dir, out, tasks=tasks or TASKS, mode=mode, device=device,
+            orders=orders, strict=strict, show_progress=sys.stderr.isatty(),
+            user_tasks=user_task_paths(user_tasks, TASKS),
+        )
     click.echo(result.describe())
 
 
@@ -185,35 +230,6 @@ def blocks() -> None:
     click.echo("\n".join(describe_blocks()))
 
 
-_CACHE = click.option("--cache", type=click.Path(path_type=Path), default=None,
-                      help="Cache folder (fitted blocks, embedding windows). Default: $UBP_CACHE_DIR or ~/.cache/ubp.")
-_DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-_ENGINE_OPTIONS = [
-    click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                 help="Where the per-shard maps run: here, or on Ray (the cluster at RAY_ADDRESS)."),
-    click.option("--ray-runtime-env", default=None,
-                 help="Ray runtime_env as JSON (default: $UBP_RAY_RUNTIME_ENV)."),
-    click.option("--scratch", default=None,
-                 help="Where Ray tasks write per-shard tables; a path or URI every node reaches "
-                      "(default: $UBP_SCRATCH, else DIR/input/.ubp-scratch)."),
-]
-
-
-def _ENGINE(fn):
-    """--engine, --ray-runtime-env and --scratch, turned into one `engines.Engine` argument `engine`."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, engine, ray_runtime_env, scratch, **kwargs):
-        from ubp import engines
-
-        return fn(*args, engine=engines.from_env(engine, ray_runtime_env, scratch), **kwargs)
-
-    for option in reversed(_ENGINE_OPTIONS):
-        wrapper = option(wrapper)
-    return wrapper
-
-
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), required=True, help="Raw challenge directory to fit on.")
 @click.option("--config", type=click.Path(path_type=Path), default=None, help="Profile recipe (TOML). Default: the shipped one.")
@@ -244,7 +260,7 @@ def fit(data_dir: Path, config: Path | None, out: Path, cache: Path | None, devi
 
 @main.command()
 @click.option("--data-dir", required=True,
-              help="Log in the challenge layout; with --blocks also the URI of a split window (s3://bucket/world).")
+              help="Log in the challenge layout: a folder or an object-store URI (s3://bucket/world).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Entry folder to write.")
 @click.option("--model", type=click.Path(path_type=Path), default=None,
               help="A fitted profile (ubp fit / RUN/model): applied without refitting.")
@@ -285,7 +301,7 @@ def embed(data_dir: str, out: Path, model: Path | None, as_of, clients: Path | N
         from ubp.embedding import embed_with_model
 
         with engines.use(engine):
-            summary = embed_with_model(model, store.local_path(store.resolve(data_dir)), out, cache_root(cache), as_of,
+            summary = embed_with_model(model, store.resolve(data_dir), out, cache_root(cache), as_of,
                                        clients, fmt, dtype, layout)
         click.echo(summary.describe())
         return
@@ -378,7 +394,8 @@ def _run_options(fn):
 
     options = [
         click.option("--data-dir", default=None,
-                     help="Raw challenge directory. Default: generate a synthetic world under OUT/world."),
+                     help="Raw challenge directory or object-store URI (s3://bucket/world). "
+                          "Default: generate a synthetic world under OUT/world."),
         click.option("--config", type=click.Path(path_type=Path), default=None,
                      help="Profile recipe (TOML). Default: the shipped one."),
         click.option("--out", type=click.Path(path_type=Path), default=Path("runs/default"), show_default=True),

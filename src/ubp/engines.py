@@ -10,7 +10,8 @@ to the scratch location (`UBP_SCRATCH`, default `DIR/input/.ubp-scratch`) and re
 only where it wrote it; the driver reads the tables back one at a time, in task order, and
 deletes them. `ray.init()` joins the cluster named by `RAY_ADDRESS` (a local one when unset)
 with the user's `runtime_env` (`UBP_RAY_RUNTIME_ENV`, JSON, or the CLI's `--ray-runtime-env`).
-Outputs equal the local engine's: the same function runs on the same shard.
+Outputs equal the local engine's: the same function runs on the same shard, and ubp's own
+errors (`ubp.errors.UbpError`, e.g. a bad row found in one shard) reach the driver as themselves.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import TypeVar
 import polars as pl
 
 from ubp import store
-from ubp.errors import UsageError
+from ubp.errors import UbpError, UsageError
 
 ENGINES = ("local", "ray")
 SCRATCH = ".ubp-scratch"
@@ -145,6 +146,8 @@ def _ray_map(fn: Callable[[T], R], tasks: Sequence[T], out_dir: str) -> Iterator
     try:
         rows = ds.map_batches(apply, batch_size=1, batch_format="numpy", **remote).iter_rows()
         for row in rows:
+            if row["error"]:
+                raise pickle.loads(row["error"])
             tables = tuple(store.read_parquet(p) if p else pl.DataFrame() for p in row["paths"].split("\n"))
             yield tables if row["several"] else tables[0]
     finally:
@@ -169,12 +172,15 @@ class _ApplyTask:
         if self.fn is None:
             self.fn = pickle.loads(ray.get(self.fn_ref))
         i = int(batch["task"][0])
-        result = self.fn(pickle.loads(batch["payload"][0]))
+        try:
+            result = self.fn(pickle.loads(batch["payload"][0]))
+        except UbpError as e:  # the user's error, shown by the driver as one line
+            return {"task": [i], "paths": [""], "several": [False], "error": [pickle.dumps(e)]}
         tables = result if isinstance(result, tuple) else (result,)
         paths = []
         for j, table in enumerate(tables):
             paths.append(store.join(self.out_dir, f"task-{i:06d}-{j}.parquet") if table.width else "")
             if table.width:
                 store.write_parquet(table, paths[-1])
-        return {"task": [i], "paths": ["\n".join(paths)], "several": [isinstance(result, tuple)]}
+        return {"task": [i], "paths": ["\n".join(paths)], "several": [isinstance(result, tuple)], "error": [b""]}
 

@@ -27,7 +27,7 @@ from ubp.data.window import InputWindow
 from ubp.encoders import REGISTRY
 from ubp.errors import UsageError
 from ubp.fingerprint import code_version
-from ubp.io import atomic_dir, save_npy, write_json
+from ubp.io import atomic_dir, save_npy, write_bytes, write_json
 from ubp.layout import STREAM_SCHEMA
 from ubp.normaliser import Normaliser
 from ubp.profile import checked_rows
@@ -81,16 +81,14 @@ def save_model(
         save_npy(tmp / FIT_CLIENTS, np.asarray(fit_clients, dtype=np.int64))
         edges = _fit_price_edges(window)
         if edges is not None:
-            shutil.copyfile(edges, tmp / PRICE_EDGES)
+            write_bytes(tmp / PRICE_EDGES, store.read_bytes(edges))
         write_json(tmp / MODEL_JSON, info)
 
 
-def _fit_price_edges(window: InputWindow) -> Path | None:
-    """The prepared store's price edges beside the fit window, when its log had float prices."""
-    if store.is_uri(window.data_dir):
-        return None
-    path = prepared_dir(window.data_dir) / PRICE_EDGES
-    return path if path.is_file() else None
+def _fit_price_edges(window: InputWindow) -> str | None:
+    """The prepared store's price edges beside the fit window (local or in a store), when its log had float prices."""
+    path = store.join(prepared_dir(window.data_dir), PRICE_EDGES)
+    return path if store.is_file(path) else None
 
 
 @dataclass(frozen=True)

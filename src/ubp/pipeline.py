@@ -3,8 +3,10 @@
 Every stage writes files and is skipped when its output is already there for the same
 inputs (their content, the options and the code version), so a second run after changing one
 block refits only that block, a changed log is split and fitted again, a moved data folder
-refits nothing, and a killed run resumes where it stopped. The fitted profile is written to
-RUN/model (`ubp.model`).
+refits nothing, and a killed run resumes where it stopped. The data folder may be an
+object-store URI (`ubp.store`): the prepared store, the input window and the targets are written
+there; the run's own outputs (entry, model, evaluation, report) stay in the local RUN folder. The
+fitted profile is written to RUN/model (`ubp.model`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 
 from ubp import distributed, store
 from ubp.cache import cache_root
+from ubp.data.prepare import RELEVANT
+from ubp.data.split import SPLIT_KEY
 from ubp.data.window import InputWindow
 from ubp.device import resolve_device
 from ubp.encoders.base import Run
@@ -32,7 +36,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RunOptions:
     out: Path
-    data_dir: Path | str | None = None  # None: generate a synthetic world of `scale` under out/world
+    data_dir: Path | str | None = None  # a folder or a store URI; None: generate a synthetic world of `scale` under out/world
     scale: str = "small"
     world_seed: int = 1
     mode: str = "quick"
@@ -45,10 +49,12 @@ class RunOptions:
     cache: Path | None = None  # the fitted-block cache (None: `ubp.cache.cache_root`)
 
 
-def ensure_world(opts: RunOptions) -> Path:
-    """The data directory: the user's, or a synthetic world generated once per scale and seed."""
-    if opts.data_dir is not None:  # a URI is refused here: split and evaluation write beside the data
-        return store.local_path(store.resolve(opts.data_dir))
+def ensure_world(opts: RunOptions) -> Path | str:
+    """The data directory: the user's (an absolute path or a URI), or a synthetic world generated
+    once per scale and seed."""
+    if opts.data_dir is not None:
+        location = store.resolve(opts.data_dir)
+        return location if store.is_uri(location) else Path(location)
     world = Path(opts.out) / "world"
     made = json.loads((world / "world.json").read_text()) if (world / "world.json").is_file() else {}
     if (made.get("scale"), made.get("seed")) != (opts.scale, opts.world_seed):
@@ -59,33 +65,29 @@ def ensure_world(opts: RunOptions) -> Path:
     return world
 
 
-SPLIT_KEY = "split_key.json"
-
-
-def split_key(data_dir: Path) -> dict:
+def split_key(data_dir: Path | str) -> dict:
     """What the split depends on: the raw files' content, the relevant clients and the split's code."""
-    from ubp.data.prepare import RELEVANT, raw_fingerprint
+    from ubp.data.prepare import raw_fingerprint
 
-    return {"raw": raw_fingerprint(data_dir), "relevant": files_fingerprint(data_dir, [str(RELEVANT)]),
+    return {"raw": raw_fingerprint(data_dir), "relevant": files_fingerprint(data_dir, [RELEVANT]),
             "code": code_version("ubp.data.split")}
 
 
-def stamp_split(data_dir: Path, key: dict) -> None:
-    """Record beside the input window the key (`split_key`, taken before the split) it was made from."""
-    write_json(Path(data_dir) / "input" / SPLIT_KEY, key)
+def stamp_split(data_dir: Path | str, key: dict) -> None:
+    """Record beside the input window the key (`split_key`, taken before the split) it was made
+    from; written after everything else of the split, so only a finished split has it."""
+    store.write_json(store.join(store.resolve(data_dir), "input", SPLIT_KEY), key)
 
 
 def ensure_split(data_dir: Path | str) -> InputWindow:
     """Prepare and split unless the input window and targets there were made from the raw files as
-    they are now (content, not dates) by this code. A window in an object store is read as it is:
-    split it where its raw files are, then copy `DIR/input/` there."""
-    if store.is_uri(data_dir):
-        return InputWindow.open(data_dir)
-    data_dir = Path(data_dir)
-    stamp = data_dir / "input" / SPLIT_KEY
+    they are now (content, not dates) by this code; locally or in an object store alike."""
+    data_dir = store.resolve(data_dir)
+    stamp = store.join(data_dir, "input", SPLIT_KEY)
     key = split_key(data_dir)
-    made = (data_dir / "input" / "window" / "window.json").is_file() and (data_dir / "target" / "validation_target.parquet").is_file()
-    if not (made and stamp.is_file() and json.loads(stamp.read_text()) == key):
+    made = all(store.is_file(store.join(data_dir, name)) for name in
+               ("input/window/window.json", "target/validation_target.parquet", f"input/{SPLIT_KEY}"))
+    if not (made and store.read_json(stamp) == key):
         from ubp.data.split import split
 
         log.info("%s", split(data_dir).describe())
@@ -93,7 +95,7 @@ def ensure_split(data_dir: Path | str) -> InputWindow:
     return InputWindow.open(data_dir)
 
 
-def shared_split(data_dir: Path) -> InputWindow:
+def shared_split(data_dir: Path | str) -> InputWindow:
     """`ensure_split` by rank 0 while the other ranks wait (under torchrun), then the window on every rank."""
     if distributed.is_main():
         ensure_split(data_dir)
@@ -115,24 +117,36 @@ def entry_digest(entry_dir: Path) -> str:
     return digest(files_fingerprint(entry_dir, ["client_ids.npy", "embeddings.npy"]), size=8)
 
 
+def evaluation_files(data_dir: Path | str) -> list[str]:
+    """What scoring reads in DIR: the target files and the relevant clients."""
+    targets = store.list_files(store.join(data_dir, "target"))
+    return [f"target/{name}" for name in targets if "/" not in name] + [RELEVANT]
+
+
 def evaluation_key(data_dir: Path, entry_dir: Path, opts: RunOptions) -> dict:
     """Everything an entry's scores depend on: entry bytes, targets, user task files, code and settings."""
     from dataclasses import asdict
 
     from ubp.evaluation.trainer import PROTOCOLS
 
-    targets = sorted(str(p.relative_to(data_dir)) for p in (Path(data_dir) / "target").glob("*") if p.is_file())
     return {"entry": entry_digest(entry_dir), "mode": opts.mode, "protocol": asdict(PROTOCOLS[opts.mode]),
             "orders": opts.orders, "seeds": "1278+k", "tasks": list(opts.tasks),
-            "targets": digest(files_fingerprint(data_dir, [*targets, "input/relevant_clients.npy"])),
+            "targets": digest(files_fingerprint(data_dir, evaluation_files(data_dir))),
             "user_tasks": {name: file_digest(path) for name, path in opts.user_tasks},
             "code": code_version("ubp.evaluation.evaluate")}
 
 
-def evaluate_entries(data_dir: Path, entries: dict[str, Path], outs: dict[str, Path], opts: RunOptions,
+def evaluate_entries(data_dir: Path | str, entries: dict[str, Path], outs: dict[str, Path], opts: RunOptions,
                      times: StageTimes) -> dict[str, dict]:
     """Scores of every entry, written under outs[name]: earlier scores of the same entry bytes and
-    settings are reused, the others are scored together in one evaluation session."""
+    settings are reused, the others are scored together in one evaluation session (reading a
+    store's targets from a local copy)."""
+    with store.local_copy(data_dir, evaluation_files(data_dir)) as local:
+        return _evaluate_entries(local, entries, outs, opts, times)
+
+
+def _evaluate_entries(data_dir: Path, entries: dict[str, Path], outs: dict[str, Path], opts: RunOptions,
+                      times: StageTimes) -> dict[str, dict]:
     from ubp.evaluation.evaluate import evaluate_many
 
     keys = {name: evaluation_key(data_dir, entry_dir, opts) for name, entry_dir in entries.items()}
@@ -166,13 +180,16 @@ def run(opts: RunOptions, recipe: Recipe) -> Path:
     blocks_dir = cache_root(opts.cache) / "blocks"
     with times.stage("profile"):
         profile = build_profile(window, recipe, out / "entry", blocks_dir, run_ctx, model_dir=out / "model")
-    problems = validate_entry(data_dir, out / "entry", relevant_check=True) if distributed.is_main() else []
+    problems = []
+    if distributed.is_main():
+        with store.local_copy(data_dir, [RELEVANT]) as local:
+            problems = validate_entry(local, out / "entry", relevant_check=True)
     if problems:
         raise RuntimeError("the profile entry is not valid: " + "; ".join(problems))
     entries = {"profile": out / "entry"}
     with times.stage("references"):
         for ref in opts.references:
-            if ref == "oracle" and not (data_dir / "oracle" / "embeddings.npy").is_file():
+            if ref == "oracle" and not store.is_file(store.join(data_dir, "oracle", "embeddings.npy")):
                 continue
             ref_dir = out / "references" / ref
             build_profile(window, recipe_for_blocks([ref], seed=recipe.seed), ref_dir, blocks_dir, run_ctx)

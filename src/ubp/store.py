@@ -12,11 +12,14 @@ new one, as the atomic local writes of `ubp.io` guarantee for files.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import posixpath
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -27,6 +30,7 @@ import polars as pl
 from ubp.errors import UsageError
 
 SCHEMES = ("s3", "gs", "gcs")
+STAGE = ".stage.tmp"
 
 
 def is_uri(location: str | Path) -> bool:
@@ -53,15 +57,12 @@ def join(base: str | Path, *parts: str) -> str:
     return posixpath.join(base, *parts) if is_uri(base) else os.path.join(base, *parts)
 
 
+def basename(location: str | Path) -> str:
+    return posixpath.basename(str(location).rstrip("/")) if is_uri(location) else os.path.basename(str(location))
+
+
 def parent(location: str) -> str:
     return posixpath.dirname(location.rstrip("/")) if is_uri(location) else os.path.dirname(location)
-
-
-def local_path(location: str | Path) -> Path:
-    """The local `Path` of a location; a URI here is a usage error naming what needs a local folder."""
-    if is_uri(location):
-        raise UsageError(f"{location}: this step needs a local folder, not an object-store URI")
-    return Path(location)
 
 
 def filesystem(location: str | Path):
@@ -167,6 +168,122 @@ def write_parquet(frame: pl.DataFrame, location: str | Path) -> None:
     buffer = io.BytesIO()
     frame.write_parquet(buffer, statistics=True)
     write_bytes(location, buffer.getvalue())
+
+
+def size(location: str | Path) -> int:
+    fs, path = filesystem(location)
+    return fs.get_file_info(path).size
+
+
+def is_dir(location: str | Path) -> bool:
+    """Whether a folder (or, in a store, any object under the key prefix) is there."""
+    from pyarrow import fs as pafs
+
+    fs, path = filesystem(location)
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        return True
+    return is_uri(location) and bool(fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True)))
+
+
+def list_files(location: str | Path) -> list[str]:
+    """Names of every file under a folder or key prefix, relative to it and sorted (none when absent)."""
+    from pyarrow import fs as pafs
+
+    fs, path = filesystem(location)
+    found = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True))
+    return sorted(posixpath.relpath(f.path, path) for f in found if f.type == pafs.FileType.File)
+
+
+def parquet_rows(location: str | Path) -> int:
+    """Rows of a parquet file, from its footer."""
+    import pyarrow.parquet as pq
+
+    fs, path = filesystem(location)
+    with fs.open_input_file(path) as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
+def save_npy(location: str | Path, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    write_bytes(location, buffer.getvalue())
+
+
+def write_json(location: str | Path, obj: Any) -> None:
+    write_bytes(location, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def sink_parquet(frame: pl.LazyFrame, location: str | Path) -> None:
+    """Stream a query's result into one parquet file: locally under a temporary name renamed into
+    place (`ubp.io`), in a store as one multipart upload (the object appears whole when it completes)."""
+    if is_uri(location):
+        frame.sink_parquet(str(location), storage_options=storage_options(str(location)))
+        return
+    from ubp import io as atomic
+
+    atomic.write_with(location, frame.sink_parquet)
+
+
+def delete_file(location: str | Path) -> None:
+    """Remove one file or object; absent is fine."""
+    from pyarrow import fs as pafs
+
+    fs, path = filesystem(location)
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        fs.delete_file(path)
+
+
+@contextlib.contextmanager
+def rebuilt_dir(location: str) -> Iterator[str]:
+    """A folder to build whole and put at `location`: locally a temporary folder swapped in at the
+    end (`ubp.io.atomic_dir`); in a store, where nothing can be renamed, `location` itself, emptied
+    first: the caller writes its manifest last, so an unfinished folder has none and is never read."""
+    if not is_uri(location):
+        from ubp import io as atomic
+
+        with atomic.atomic_dir(location) as tmp:
+            yield str(tmp)
+        return
+    delete_dir(location)
+    yield location
+
+
+@contextlib.contextmanager
+def staged(location: str) -> Iterator[str]:
+    """Where a stage writes files that belong under `location` (beside others it leaves alone):
+    locally a temporary folder whose files are renamed into place once the block finishes
+    without error (each rename atomic); in a store `location` itself, each object written whole
+    (the stage's stamp, written after, says that it finished)."""
+    if is_uri(location):
+        yield location
+        return
+    stage = os.path.join(location, STAGE)
+    shutil.rmtree(stage, ignore_errors=True)
+    os.makedirs(stage)
+    try:
+        yield stage
+        for name in list_files(stage):
+            target = os.path.join(location, name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(os.path.join(stage, name), target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def local_copy(location: str | Path, names: Sequence[str]) -> Iterator[Path]:
+    """A local folder holding the files `names` (those present) of `location`, for a reader that
+    needs local files: the folder itself when local, else a temporary copy removed afterwards."""
+    if not is_uri(location):
+        yield Path(location)
+        return
+    with tempfile.TemporaryDirectory(prefix="ubp-store-") as tmp:
+        for name in names:
+            if is_file(join(location, name)):
+                from ubp import io as atomic
+
+                atomic.write_bytes(os.path.join(tmp, name), read_bytes(join(location, name)))
+        yield Path(tmp)
 
 
 def delete_dir(location: str | Path) -> None:

@@ -3,21 +3,22 @@
 Timestamps become UTC datetimes and vector strings 16 uint8 tokens here, at the door, so no
 later stage parses a string again; a real log's own types (ISO timestamps, float prices, string
 ids, free text) are converted here too (`ubp.data.conversions`), each conversion listed in the
-summary. The store is built in a temporary folder and swapped into place: a failed or killed run
-leaves no partial output.
+summary. DIR may be a local folder or an object-store URI (`ubp.store`). The store is built whole
+and its manifest written last (`ubp.store.rebuilt_dir`: locally a temporary folder swapped into
+place), so a failed or killed run leaves no store that passes for a finished one. Each raw file is
+typed, written and checked by one task on the engine (`ubp.engines`).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
+from ubp import store
 from ubp.data.conversions import PrepareOptions, hash_strings, price_edges, timestamp_report
 from ubp.data.raw import (
     EVENT_COLUMNS, PROPERTY_COLUMNS, RawFile, check_known_skus, check_no_nulls, check_unique, open_raw,
@@ -25,14 +26,13 @@ from ubp.data.raw import (
 )
 from ubp.errors import input_error
 from ubp.fingerprint import code_version, files_fingerprint
-from ubp.io import atomic_dir, write_json
 from ubp.layout import EVENT_TYPES, ITEM_EVENTS, PROPERTIES_FILE
 
 PREPARED = "prepared"
 MANIFEST = "manifest.json"
 PRICE_EDGES = "price_edges.json"
 ID_MAPS = "ids"  # DIR/prepared/ids/<domain>.parquet: raw string id → int64, for string-id logs
-RELEVANT = Path("input") / "relevant_clients.npy"
+RELEVANT = "input/relevant_clients.npy"
 # Id domains: every column that names the same thing must hash the same way.
 ID_DOMAINS: dict[str, list[tuple[str, str]]] = {
     "client_id": [(t, "client_id") for t in EVENT_TYPES],
@@ -46,7 +46,7 @@ ID_DOMAINS: dict[str, list[tuple[str, str]]] = {
 class PrepareSummary:
     """What `prepare` wrote: rows per event type and products, and every conversion it applied."""
 
-    out: Path
+    out: str
     rows: dict[str, int]
     n_products: int
     seconds: float
@@ -68,19 +68,21 @@ class PrepareSummary:
         return "\n".join(lines)
 
 
-def prepared_dir(data_dir: Path | str) -> Path:
-    return Path(data_dir) / PREPARED
+def prepared_dir(data_dir: Path | str) -> str:
+    return store.join(store.resolve(data_dir), PREPARED)
 
 
 def prepare(data_dir: Path | str, options: PrepareOptions = PrepareOptions()) -> PrepareSummary:
     """Validate DIR's raw files and write DIR/prepared/ (see module docstring)."""
+    from ubp.engines import map_shards
+
     start = time.perf_counter()
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
+    data_dir = store.resolve(data_dir)
+    if not store.is_dir(data_dir):
         raise input_error(data_dir, "no such data directory")
-    properties = open_raw(data_dir / PROPERTIES_FILE, PROPERTY_COLUMNS, options)
-    events = {t: open_raw(data_dir / f"{t}.parquet", cols, options) for t, cols in EVENT_COLUMNS.items()}
-    relevant_path = data_dir / RELEVANT
+    properties = open_raw(store.join(data_dir, PROPERTIES_FILE), PROPERTY_COLUMNS, options)
+    events = {t: open_raw(store.join(data_dir, f"{t}.parquet"), cols, options) for t, cols in EVENT_COLUMNS.items()}
+    relevant_path = store.join(data_dir, RELEVANT)
     relevant = read_relevant_clients(relevant_path)
     files = {"product_properties": properties, **events}
     string_domains = _string_id_domains(files, relevant_path)
@@ -88,34 +90,47 @@ def prepare(data_dir: Path | str, options: PrepareOptions = PrepareOptions()) ->
     if edges is not None:
         properties = properties.with_edges(edges)
 
-    with atomic_dir(prepared_dir(data_dir)) as tmp:
-        products_path = tmp / PROPERTIES_FILE
+    with store.rebuilt_dir(prepared_dir(data_dir)) as tmp:
+        products_path = store.join(tmp, PROPERTIES_FILE)
         products = properties.typed().collect()
-        products.write_parquet(products_path)
+        store.write_parquet(products, products_path)
         check_no_nulls(properties, products_path)
         check_unique(properties, products, "sku")
-        skus = products.select("sku")
-        rows = {}
-        for kind, raw in events.items():
-            path = tmp / f"{kind}.parquet"
-            raw.typed().sink_parquet(path)
-            check_no_nulls(raw, path)
-            if kind in ITEM_EVENTS:
-                check_known_skus(raw, path, skus, properties.path)
-            rows[kind] = pq.read_metadata(path).num_rows
+        writer = TypedWriter(tmp, products_path, properties.path)
+        rows = {kind: table["rows"][0] for kind, table in zip(events, map_shards(writer, list(events.values()), near=relevant_path))}
         conversions = _column_conversions(files)
         conversions += _timestamp_conversions(events, options)
         for domain in string_domains:
-            n = _write_id_map(files, domain, relevant_path, tmp / ID_MAPS / f"{domain}.parquet")
+            n = _write_id_map(files, domain, relevant_path, store.join(tmp, ID_MAPS, f"{domain}.parquet"))
             conversions.append(f"{domain}: {n:,} distinct string ids hashed to int64 (mapping {PREPARED}/{ID_MAPS}/{domain}.parquet)")
         if edges is not None:
-            write_json(tmp / PRICE_EDGES, {"edges": edges.tolist(), "source": str(options.price_edges or PROPERTIES_FILE)})
+            store.write_json(store.join(tmp, PRICE_EDGES),
+                             {"edges": edges.tolist(), "source": str(options.price_edges or PROPERTIES_FILE)})
             conversions.append(f"price: bucket edges in {PREPARED}/{PRICE_EDGES}"
                                + (f" (reused from {options.price_edges})" if options.price_edges else " (catalogue quantiles)"))
         manifest = {"raw": raw_fingerprint(data_dir), "rows": rows, "products": len(products),
                     "options": _options_key(options), "conversions": conversions, "relevant_clients": int(len(relevant))}
-        write_json(tmp / MANIFEST, manifest)
+        store.write_json(store.join(tmp, MANIFEST), manifest)  # last: a store without it is unfinished
     return PrepareSummary(prepared_dir(data_dir), rows, len(products), time.perf_counter() - start, conversions, options)
+
+
+@dataclass(frozen=True)
+class TypedWriter:
+    """Types one raw event file, writes it beside the products and checks it (what a task receives:
+    the raw file's location and schema, and three locations)."""
+
+    out: str  # the prepared store being built
+    products: str  # its typed product table, written before the events
+    properties_path: str  # the raw product file, named in an unknown-SKU error
+
+    def __call__(self, raw: RawFile) -> pl.DataFrame:
+        kind = store.basename(raw.path).removesuffix(".parquet")
+        path = store.join(self.out, f"{kind}.parquet")
+        store.sink_parquet(raw.typed(), path)
+        check_no_nulls(raw, path)
+        if kind in ITEM_EVENTS:
+            check_known_skus(raw, path, store.scan_parquet(self.products).select("sku").collect(), self.properties_path)
+        return pl.DataFrame({"rows": [store.parquet_rows(path)]})
 
 
 def _options_key(options: PrepareOptions) -> dict:
@@ -149,7 +164,7 @@ def _timestamp_conversions(events: dict[str, RawFile], options: PrepareOptions) 
     return lines
 
 
-def _string_id_domains(files: dict[str, RawFile], relevant_path: Path) -> list[str]:
+def _string_id_domains(files: dict[str, RawFile], relevant_path: str) -> list[str]:
     """Id domains given as strings; a domain must not mix strings and integers across files."""
     out = []
     for domain, members in ID_DOMAINS.items():
@@ -170,11 +185,11 @@ def _string_id_domains(files: dict[str, RawFile], relevant_path: Path) -> list[s
     return out
 
 
-def _write_id_map(files: dict[str, RawFile], domain: str, relevant_path: Path, path: Path) -> int:
+def _write_id_map(files: dict[str, RawFile], domain: str, relevant_path: str, path: str) -> int:
     """Write raw string → int64 for one id domain; two strings with one hash are an error."""
     parts = [files[f].scan().select(pl.col(c).alias("raw")) for f, c in ID_DOMAINS[domain]]
     if domain == "client_id":
-        parts.append(pl.LazyFrame({"raw": np.load(relevant_path, allow_pickle=False).astype(str)}))
+        parts.append(pl.LazyFrame({"raw": store.load_npy(relevant_path).astype(str)}))
     uniq = pl.concat(parts).drop_nulls().unique().sort("raw").collect(engine="streaming")
     mapping = uniq.with_columns(pl.Series("id", hash_strings(uniq["raw"].to_numpy()), dtype=pl.Int64))
     clash = mapping.filter(pl.col("id").is_duplicated())
@@ -182,8 +197,7 @@ def _write_id_map(files: dict[str, RawFile], domain: str, relevant_path: Path, p
         a, b = clash.sort("id")["raw"][:2].to_list()
         raise input_error(files[ID_DOMAINS[domain][0][0]].path,
                           f"string ids {a!r} and {b!r} hash to the same int64: rename one", ID_DOMAINS[domain][0][1])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mapping.write_parquet(path)
+    store.write_parquet(mapping, path)
     return len(mapping)
 
 
@@ -192,9 +206,9 @@ def _price_edges(properties: RawFile, options: PrepareOptions) -> np.ndarray | N
     if properties.schema["price"].is_integer():
         return None
     if options.price_edges is not None:
-        path = Path(options.price_edges)
+        path = store.resolve(options.price_edges)
         try:
-            edges = np.asarray(json.loads(path.read_text())["edges"], dtype=np.float64)
+            edges = np.asarray(store.read_json(path)["edges"], dtype=np.float64)
         except (OSError, ValueError, KeyError) as e:
             raise input_error(path, f"cannot read price edges ({type(e).__name__}): expected a {PRICE_EDGES} from a prepared store") from e
         return edges
@@ -204,7 +218,7 @@ def _price_edges(properties: RawFile, options: PrepareOptions) -> np.ndarray | N
     return price_edges(prices.to_numpy())
 
 
-def raw_fingerprint(data_dir: Path) -> dict[str, str | None]:
+def raw_fingerprint(data_dir: Path | str) -> dict[str, str | None]:
     """Content digest of each raw table and the code version of this stage: a changed table or
     changed code makes the store stale; a moved folder does not."""
     names = [PROPERTIES_FILE, *(f"{t}.parquet" for t in EVENT_TYPES)]
@@ -214,12 +228,11 @@ def raw_fingerprint(data_dir: Path) -> dict[str, str | None]:
 def is_current(data_dir: Path | str, options: PrepareOptions | None = None) -> bool:
     """Whether DIR/prepared/ exists and was built from the raw files as they are now (and with
     `options`, when given: None accepts the options the store was built with)."""
-    data_dir = Path(data_dir)
-    manifest = prepared_dir(data_dir) / MANIFEST
-    if not manifest.is_file():
+    manifest = store.join(prepared_dir(data_dir), MANIFEST)
+    if not store.is_file(manifest):
         return False
     try:
-        stored = json.loads(manifest.read_text())
+        stored = store.read_json(manifest)
         same_options = options is None or stored.get("options") == _options_key(options)
         return stored["raw"] == raw_fingerprint(data_dir) and same_options
     except FileNotFoundError:
@@ -228,4 +241,4 @@ def is_current(data_dir: Path | str, options: PrepareOptions | None = None) -> b
 
 def read_prepared(data_dir: Path | str, name: str) -> pl.LazyFrame:
     """A prepared table by event type (or `product_properties`)."""
-    return pl.scan_parquet(prepared_dir(data_dir) / f"{name}.parquet")
+    return store.scan_parquet(store.join(prepared_dir(data_dir), f"{name}.parquet"))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ubp import store
 from ubp.data.conversions import (
     CHALLENGE_TIMESTAMP, N_PRICE_BUCKETS, PrepareOptions, hash_strings, hashed_ids, parse_timestamps, price_buckets,
     text_column,
@@ -39,7 +40,7 @@ RAW_FILES: dict[str, dict[str, str]] = {f"{t}.parquet": cols for t, cols in EVEN
 class RawFile:
     """One raw file whose schema has been checked: its path, the typed columns it yields and how."""
 
-    path: Path
+    path: str  # an absolute local path or an object-store URI (`ubp.store`)
     columns: dict[str, str]  # column -> kind
     schema: pl.Schema
     options: PrepareOptions = PrepareOptions()
@@ -47,7 +48,7 @@ class RawFile:
     edges: np.ndarray | None = field(default=None, compare=False)  # price-bucket edges for float prices
 
     def scan(self) -> pl.LazyFrame:
-        return pl.scan_parquet(self.path)
+        return store.scan_parquet(self.path)
 
     def typed(self) -> pl.LazyFrame:
         """The contract columns, typed; values that fail to parse become null."""
@@ -75,15 +76,16 @@ class RawFile:
         return RawFile(self.path, self.columns, self.schema, self.options, self.text, edges)
 
 
-def open_raw(path: Path, columns: dict[str, str], options: PrepareOptions = PrepareOptions()) -> RawFile:
-    """Check that `path` is a readable parquet file with the contract's columns and types."""
-    if not path.is_file():
+def open_raw(path: Path | str, columns: dict[str, str], options: PrepareOptions = PrepareOptions()) -> RawFile:
+    """Check that `path` (local or in a store) is a readable parquet file with the contract's columns and types."""
+    path = store.resolve(path)
+    if not store.is_file(path):
         hint = " (a shop that logs no such events: write the file with its columns and zero rows)" if columns is not PROPERTY_COLUMNS else ""
         raise input_error(path, f"file is missing{hint}")
-    if path.stat().st_size == 0:
+    if store.size(path) == 0:
         raise input_error(path, "file is empty (zero bytes), not a parquet file")
     try:
-        schema = pl.read_parquet_schema(path)
+        schema = store.scan_parquet(path).collect_schema()
     except Exception as e:  # noqa: BLE001 - any reader failure means the same thing to the user
         raise input_error(path, f"cannot be read as parquet ({type(e).__name__}: {str(e).splitlines()[0]})") from e
     for col, kind in columns.items():
@@ -94,13 +96,13 @@ def open_raw(path: Path, columns: dict[str, str], options: PrepareOptions = Prep
     return RawFile(path, columns, schema, options, text)
 
 
-def _is_free_text(path: Path, col: str) -> bool:
+def _is_free_text(path: str, col: str) -> bool:
     """A vector column holds free text when its first value does not look like `[n n ...]`."""
-    first = pl.scan_parquet(path).select(pl.col(col).drop_nulls().first()).collect().item()
+    first = store.scan_parquet(path).select(pl.col(col).drop_nulls().first()).collect().item()
     return first is not None and not str(first).lstrip().startswith("[")
 
 
-def _check_dtype(path: Path, col: str, kind: str, dtype: pl.DataType, options: PrepareOptions) -> None:
+def _check_dtype(path: str, col: str, kind: str, dtype: pl.DataType, options: PrepareOptions) -> None:
     ok = {
         ID: dtype.is_integer() or dtype.is_float() or (dtype == pl.String and options.hash_string_ids),  # floats: only to report NaN ids precisely below
         PRICE: dtype.is_integer() or ((dtype.is_float() or dtype.is_decimal()) and options.price_quantiles),
@@ -110,7 +112,7 @@ def _check_dtype(path: Path, col: str, kind: str, dtype: pl.DataType, options: P
     if not ok:
         raise input_error(path, f"has dtype {dtype}, expected {_expected(kind, options)}{_opted_out(kind, dtype, options)}", col)
     if kind == ID and dtype.is_float():
-        nan = pl.scan_parquet(path).with_row_index(ROW).filter(pl.col(col).is_nan() | pl.col(col).is_null())
+        nan = store.scan_parquet(path).with_row_index(ROW).filter(pl.col(col).is_nan() | pl.col(col).is_null())
         example = nan.head(1).collect()
         if len(example):
             raise input_error(path, "null or NaN id", col, _row_text(example))
@@ -164,9 +166,9 @@ def parse_vector(s: pl.Expr) -> pl.Expr:
     return pl.when(valid).then(nums.list.eval(pl.element().cast(pl.UInt8)).list.to_array(VECTOR_LEN))
 
 
-def check_no_nulls(raw: RawFile, typed_path: Path) -> None:
+def check_no_nulls(raw: RawFile, typed_path: str) -> None:
     """Raise on the first raw row whose typed value came out null (bad or missing value)."""
-    nulls = pl.scan_parquet(typed_path).select(pl.all().null_count()).collect(engine="streaming").row(0, named=True)
+    nulls = store.scan_parquet(typed_path).select(pl.all().null_count()).collect(engine="streaming").row(0, named=True)
     for col, n in nulls.items():
         if n:
             kind = raw.columns[col]
@@ -208,10 +210,10 @@ def check_unique(raw: RawFile, frame: pl.DataFrame, col: str) -> None:
         raise input_error(raw.path, f"duplicate values ({dup[col].n_unique()} ids appear more than once)", col, _row_text(dup.head(1)))
 
 
-def check_known_skus(raw: RawFile, typed_path: Path, skus: pl.DataFrame, properties_path: Path) -> None:
+def check_known_skus(raw: RawFile, typed_path: str, skus: pl.DataFrame, properties_path: str) -> None:
     """Every SKU of a buy/add/remove event must exist in product_properties."""
     unknown = (
-        pl.scan_parquet(typed_path).select("sku").unique()
+        store.scan_parquet(typed_path).select("sku").unique()
         .join(skus.lazy(), on="sku", how="anti").head(1).collect(engine="streaming")
     )
     if len(unknown):
@@ -220,15 +222,15 @@ def check_known_skus(raw: RawFile, typed_path: Path, skus: pl.DataFrame, propert
         raise input_error(raw.path, f"SKU {sku} is absent from {properties_path}", "sku", _row_text(example))
 
 
-def read_relevant_clients(path: Path) -> np.ndarray:
+def read_relevant_clients(path: Path | str) -> np.ndarray:
     """`input/relevant_clients.npy`: a 1-D array of unique client ids, as int64.
 
     Integer ids are taken as they are; strings are hashed exactly as string `client_id` columns
     are (`ubp.data.conversions.hash_strings`), so the file can list a log's own ids."""
-    if not path.is_file():
+    if not store.is_file(path):
         raise input_error(path, "file is missing: the clients that must receive a profile")
     try:
-        ids = np.load(path, allow_pickle=False)
+        ids = store.load_npy(path)
     except Exception as e:  # noqa: BLE001
         hint = "; string ids must be saved as a unicode array, e.g. np.array(ids, dtype=str)" if "pickle" in str(e) else ""
         raise input_error(path, f"cannot be read as .npy ({type(e).__name__}{hint})") from e
@@ -241,8 +243,8 @@ def read_relevant_clients(path: Path) -> np.ndarray:
     return hash_strings(ids) if ids.dtype.kind == "U" else ids.astype(np.int64)
 
 
-def relevant_clients_are_strings(path: Path) -> bool:
-    return path.is_file() and np.load(path, mmap_mode="r", allow_pickle=False).dtype.kind == "U"
+def relevant_clients_are_strings(path: str) -> bool:
+    return store.is_file(path) and store.load_npy(path).dtype.kind == "U"
 
 
 def _row_text(frame: pl.DataFrame) -> str:

@@ -16,12 +16,11 @@ local split derives them, and only when they are absent (a shipped file always w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from ubp.io import save_npy
+from ubp import store
 
 N_TARGETS = 100
 PRICE_BUCKETS = 100
@@ -38,9 +37,10 @@ class Purchases:
 
 
 def write_target_files(
-    target_dir: Path, out_dir: Path, buys: Purchases, relevant_clients: np.ndarray, buyers: pl.Series
+    target_dir: str, out_dir: str, buys: Purchases, relevant_clients: np.ndarray, buyers: pl.Series
 ) -> list[str]:
-    """Write into `out_dir` the definition files missing from `target_dir`; returns notes for the summary."""
+    """Write into `out_dir` the definition files missing from `target_dir` (folders or store
+    locations); returns notes for the summary."""
     notes: list[str] = []
     new = buys.train.filter(~pl.col("sku").is_in(buys.input_skus.implode()))
     counted = [(buys.input, "input-window purchases"), (buys.train, "train-target purchases")]
@@ -51,25 +51,24 @@ def write_target_files(
         "propensity_new_sku": (lambda: _most_bought(new, new, "sku"), [(new, "train-target purchases")], "sku"),
     }
     for task, (choose, sources, col) in choices.items():
-        targets_path = target_dir / f"{task}.npy"
-        if targets_path.is_file():
-            targets = np.load(targets_path).astype(np.int64)
+        targets_path = store.join(target_dir, f"{task}.npy")
+        if store.is_file(targets_path):
+            targets = store.load_npy(targets_path).astype(np.int64)
         else:
             targets = choose()
-            save_npy(out_dir / targets_path.name, targets)
-            notes.append(f"{targets_path.name}: derived ({len(targets)} targets)")
+            store.save_npy(store.join(out_dir, f"{task}.npy"), targets)
+            notes.append(f"{task}.npy: derived ({len(targets)} targets)")
             if len(targets) == 0:
                 notes.append(f"{task}: no target qualifies in this world; the task cannot be scored")
-        popularity_path = target_dir / f"popularity_{task}.npy"
-        if not popularity_path.is_file():
+        popularity_name = f"popularity_{task}.npy"
+        if not store.is_file(store.join(target_dir, popularity_name)):
             popularity, source = _popularity(targets, sources, col)
-            save_npy(out_dir / popularity_path.name, popularity)
-            notes.append(f"{popularity_path.name}: derived from {source}")
-    active_path = target_dir / "active_clients.npy"
-    if not active_path.is_file():
+            store.save_npy(store.join(out_dir, popularity_name), popularity)
+            notes.append(f"{popularity_name}: derived from {source}")
+    if not store.is_file(store.join(target_dir, "active_clients.npy")):
         active = np.intersect1d(np.asarray(relevant_clients, np.int64), buyers.to_numpy().astype(np.int64))
-        save_npy(out_dir / active_path.name, active)
-        notes.append(f"{active_path.name}: derived ({len(active)} relevant clients with an input-window purchase)")
+        store.save_npy(store.join(out_dir, "active_clients.npy"), active)
+        notes.append(f"active_clients.npy: derived ({len(active)} relevant clients with an input-window purchase)")
     return notes
 
 

@@ -2,8 +2,8 @@
 
 An `InputWindow` reads the folder `DIR/input/window/`: `stream/` (one time-ordered, typed event
 stream per user, sharded by a hash of `client_id`), `products.parquet`, `window.json` and the
-relevant clients. The folder is written whole and swapped in with one rename, so a reader sees
-the old window or the new one. Every read filters
+relevant clients. The folder is built whole and its manifest written last (`ubp.store.rebuilt_dir`:
+locally swapped in with one rename, so a reader sees the old window or the new one). Every read filters
 `timestamp < cutoff`, so an encoder cannot see an event at or after the train-target start
 even if such rows were written there by mistake. DIR may be a local folder or an object-store
 URI (`ubp.store`); a `Shard` names one shard's file and the cutoff, all a task on another
@@ -13,8 +13,6 @@ machine needs to read it.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +23,6 @@ import polars as pl
 from ubp import store
 from ubp.errors import UsageError
 from ubp.hashing import stable_hash
-from ubp.io import atomic_dir, save_npy, write_text
 from ubp.layout import EVENT_TYPES, PRODUCTS_SCHEMA, STREAM_SCHEMA, EventType
 
 WINDOW_DIR = "window"  # under DIR/input, beside the organisers' input files
@@ -124,16 +121,17 @@ def write_window(
     events: pl.LazyFrame,
     products: pl.DataFrame,
     cutoff: datetime,
-    input_dir: Path,
+    input_dir: Path | str,
     relevant_clients: np.ndarray | None = None,
     events_per_shard: int = EVENTS_PER_SHARD,
 ) -> InputWindow:
-    """Write the typed stream of `events` (STREAM_SCHEMA columns) before `cutoff` to `input_dir/window`.
+    """Write the typed stream of `events` (STREAM_SCHEMA columns) before `cutoff` to `input_dir/window`
+    (a local folder or a store location).
 
-    The whole window is built in a temporary folder and swapped in once (`ubp.io.atomic_dir`),
-    so a killed run leaves the previous window, never a half one.
+    The whole window is built apart and its manifest written last (`ubp.store.rebuilt_dir`), so a
+    killed run never leaves a half window that reads as a whole one.
     """
-    input_dir = Path(input_dir)
+    input_dir = store.resolve(input_dir)
     events = events.select([pl.col(c).cast(t) for c, t in STREAM_SCHEMA.items()]).filter(
         pl.col("timestamp") < cutoff
     )
@@ -142,18 +140,18 @@ def write_window(
     for code, n in counts_df.iter_rows():
         counts[EventType(code).file_stem] = int(n)
     n_shards = max(1, -(-sum(counts.values()) // events_per_shard))
-    with atomic_dir(input_dir / WINDOW_DIR) as tmp:
-        (tmp / STREAM_DIR).mkdir()
+    with store.rebuilt_dir(store.join(input_dir, WINDOW_DIR)) as tmp:
         names = _write_shards(events, n_shards, tmp)
-        products.select([pl.col(c).cast(t) for c, t in PRODUCTS_SCHEMA.items()]).write_parquet(tmp / PRODUCTS)
+        products = products.select([pl.col(c).cast(t) for c, t in PRODUCTS_SCHEMA.items()])
+        store.write_parquet(products, store.join(tmp, PRODUCTS))
         if relevant_clients is not None:
-            save_npy(tmp / RELEVANT, np.asarray(relevant_clients, dtype=np.int64))
+            store.save_npy(store.join(tmp, RELEVANT), np.asarray(relevant_clients, dtype=np.int64))
         manifest = {"cutoff": cutoff.isoformat(), "shards": names, "event_counts": counts}
-        write_text(tmp / MANIFEST, json.dumps(manifest, indent=1))
-    return InputWindow.open(input_dir.parent)
+        store.write_bytes(store.join(tmp, MANIFEST), json.dumps(manifest, indent=1).encode())  # last
+    return InputWindow.open(store.parent(input_dir))
 
 
-def _write_shards(events: pl.LazyFrame, n_shards: int, tmp: Path) -> list[str]:
+def _write_shards(events: pl.LazyFrame, n_shards: int, tmp: str) -> list[str]:
     """One streaming pass splits the events by shard, then each shard alone is sorted and written,
     one task per shard on the current engine (`ubp.engines`).
 
@@ -161,34 +159,36 @@ def _write_shards(events: pl.LazyFrame, n_shards: int, tmp: Path) -> list[str]:
     """
     from ubp.engines import map_shards
 
-    parts = tmp / "_parts"
+    parts = store.join(tmp, "_parts")
     sharded = events.with_columns(shard_of(pl.col("client_id"), n_shards).alias("_shard"))
-    sharded.sink_parquet(pl.PartitionBy(parts, key="_shard", include_key=False), mkdir=True)
-    writer = ShardWriter(str(parts) if any(parts.rglob("*.parquet")) else None, str(tmp / STREAM_DIR))
-    names = [table["name"][0] for table in map_shards(writer, list(range(n_shards)), near=str(tmp))]
-    shutil.rmtree(parts, ignore_errors=True)
+    sharded.sink_parquet(pl.PartitionBy(parts, key="_shard", include_key=False), mkdir=True,
+                         storage_options=store.storage_options(parts))
+    files: dict[int, list[str]] = {}
+    for name in store.list_files(parts):  # `_shard=K/….parquet`; a shard without events has none
+        files.setdefault(int(name.split("/")[0].removeprefix("_shard=")), []).append(store.join(parts, name))
+    tasks = [(k, tuple(files.get(k, ()))) for k in range(n_shards)]
+    writer = ShardWriter(store.join(tmp, STREAM_DIR))
+    names = [table["name"][0] for table in map_shards(writer, tasks, near=tmp)]
+    store.delete_dir(parts)
     return names
 
 
 @dataclass(frozen=True)
 class ShardWriter:
-    """Sorts and writes one shard of the split-by-shard parts (what a worker receives: two folder names)."""
+    """Sorts and writes one shard from its split-by-shard parts (what a worker receives: a folder
+    name, then per task the shard number and its parts' locations)."""
 
-    parts: str | None  # None: no event at all
     out: str
 
-    def __call__(self, k: int) -> pl.DataFrame:
+    def __call__(self, task: tuple[int, tuple[str, ...]]) -> pl.DataFrame:
+        k, parts = task
         name = f"shard-{k:05d}.parquet"
-        shard = (
-            pl.scan_parquet(self.parts, hive_partitioning=True).filter(pl.col("_shard") == k).drop("_shard")
-            if self.parts is not None
-            else pl.LazyFrame(schema=STREAM_SCHEMA)
-        )
-        (  # a total order: events tied on (client, time, type) must not depend on the engine's row order
+        shard = store.scan_parquet(list(parts)) if parts else pl.LazyFrame(schema=STREAM_SCHEMA)
+        store.write_parquet(  # a total order: events tied on (client, time, type) must not depend on the engine's row order
             shard.select(list(STREAM_SCHEMA))
             .sort(["client_id", "timestamp", "event_type", "sku", "url", "tokens"], nulls_last=True)
-            .collect()
-            .write_parquet(os.path.join(self.out, name), statistics=True)
+            .collect(),
+            store.join(self.out, name),
         )
         return pl.DataFrame({"name": [name]})
 

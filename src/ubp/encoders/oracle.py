@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ubp import store
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run, check_fitted
 from ubp.encoders.options import OracleOptions
@@ -23,14 +24,14 @@ ORACLE_DIR = "oracle"
 
 def read_oracle(window: InputWindow) -> tuple[np.ndarray, np.ndarray]:
     """(client_ids, embeddings) of the world's oracle, with a clear error when there is none."""
-    folder = window.data_dir / ORACLE_DIR
-    files = [folder / "client_ids.npy", folder / "embeddings.npy"]
-    missing = [str(f) for f in files if not f.is_file()]
+    folder = store.join(window.data_dir, ORACLE_DIR)
+    files = [store.join(folder, "client_ids.npy"), store.join(folder, "embeddings.npy")]
+    missing = [f for f in files if not store.is_file(f)]
     if missing:
         raise InputError(
             f"{missing[0]}: no oracle here; the oracle block only works on worlds written by `ubp synth`"
         )
-    ids, emb = np.load(files[0]).astype(np.int64), np.load(files[1])
+    ids, emb = store.load_npy(files[0]).astype(np.int64), store.load_npy(files[1])
     if emb.ndim != 2 or len(emb) != len(ids):
         raise InputError(f"{files[1]}: shape {emb.shape} does not match {len(ids)} ids in {files[0]}")
     return ids, emb.astype(np.float32)
