@@ -186,7 +186,7 @@ def evaluate(data_dir, embeddings_dir, out, tasks, mode, device, orders, strict,
 
 
 @main.command("task-labels")
-@click.option("--data-dir", type=click.Path(path_type=Path), required=True, help="A prepared data directory.")
+@click.option("--data-dir", required=True, help="A prepared data directory (or object-store URI).")
 @click.option("--column", type=click.Choice(["sku", "category", "price"]), required=True,
               help="What a purchase is matched on.")
 @click.option("--values", required=True, help="Comma-separated values of COLUMN to predict, e.g. 11,22,33.")
@@ -197,12 +197,12 @@ def evaluate(data_dir, embeddings_dir, out, tasks, mode, device, orders, strict,
 @click.option("--binary", is_flag=True, help="One 0/1 label (bought any of VALUES) per relevant client, "
               "instead of one label per value.")
 @_fail_cleanly
-def task_labels(data_dir: Path, column: str, values: str, out: Path, days: int, cutoff, binary: bool) -> None:
+def task_labels(data_dir: str, column: str, values: str, out: Path, days: int, cutoff, binary: bool) -> None:
     """Write a task file from the log: purchases of VALUES in the DAYS after the cutoff, then the DAYS after that."""
-    import numpy as np
     import polars as pl
 
-    from ubp.data.prepare import read_prepared
+    from ubp import store
+    from ubp.data.prepare import RELEVANT, read_prepared
     from ubp.data.split import target_starts
     from ubp.errors import UsageError
     from ubp.evaluation.user_tasks import labels_from_log, write_task_file
@@ -216,7 +216,7 @@ def task_labels(data_dir: Path, column: str, values: str, out: Path, days: int, 
     buys = buys.select("client_id", "timestamp", pl.col(column).cast(pl.Int64)).collect()
     if cutoff is None:
         cutoff = target_starts(buys["timestamp"].max(), days)[0]
-    clients = np.load(data_dir / "input" / "relevant_clients.npy") if binary else None
+    clients = store.load_npy(store.join(store.resolve(data_dir), RELEVANT)) if binary else None
     rows = labels_from_log(buys, column, wanted, cutoff, days, clients)
     write_task_file(out, rows)
     click.echo(f"{out}: {len(rows)} rows, windows from {cutoff} ({days} days each)")
@@ -231,14 +231,14 @@ def blocks() -> None:
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), required=True, help="Raw challenge directory to fit on.")
+@click.option("--data-dir", required=True, help="Raw challenge directory (or object-store URI) to fit on.")
 @click.option("--config", type=click.Path(path_type=Path), default=None, help="Profile recipe (TOML). Default: the shipped one.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Model folder to write.")
 @_CACHE
 @_DEVICE
 @_fail_cleanly
 @_ENGINE
-def fit(data_dir: Path, config: Path | None, out: Path, cache: Path | None, device: str, engine) -> None:
+def fit(data_dir: str, config: Path | None, out: Path, cache: Path | None, device: str, engine) -> None:
     """Fit a profile on a log's input window and save it as a model folder (for `ubp embed --model`)."""
     from ubp import distributed, engines
     from ubp.cache import cache_root

@@ -6,8 +6,11 @@ driver, so a task on another node (another working directory) reads the same fil
 kept as it is (never through `Path`, which would turn `s3://` into `s3:/`). Files in an object
 store are read and written through pyarrow's filesystems (credentials and endpoint from the
 usual AWS_* / GOOGLE_* environment), and polars scans them with `storage_options` derived from
-the same environment. A write to an object store is one PUT: readers see the old object or the
-new one, as the atomic local writes of `ubp.io` guarantee for files.
+the same environment. A write to an object store is one PUT (or one multipart upload, which
+appears whole when it completes): readers see the old object or the new one, as the atomic local
+writes of `ubp.io` guarantee for files. A store cannot rename, so a stage that writes many objects
+writes its manifest or stamp last (`rebuilt_dir`, `staged`): a stage killed half-way has none and
+is never taken as done.
 """
 
 from __future__ import annotations
