@@ -280,11 +280,11 @@ def local_copy(location: str | Path, names: Sequence[str]) -> Iterator[Path]:
     if not is_uri(location):
         yield Path(location)
         return
+    from ubp import io as atomic
+
     with tempfile.TemporaryDirectory(prefix="ubp-store-") as tmp:
         for name in names:
             if is_file(join(location, name)):
-                from ubp import io as atomic
-
                 atomic.write_bytes(os.path.join(tmp, name), read_bytes(join(location, name)))
         yield Path(tmp)
 
