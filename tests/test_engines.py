@@ -107,6 +107,30 @@ def test_ray_tokenization_matches_local(sharded_window, tmp_path):
         np.testing.assert_array_equal(getattr(local, name), getattr(remote, name), err_msg=name)
 
 
+def test_ray_prepare_writes_the_local_store_and_reports_a_bad_row_as_itself(tiny_world, tmp_path):
+    import shutil
+
+    from ubp.data.prepare import prepare
+    from ubp.errors import InputError
+    from ubp.layout import EVENT_TYPES, PROPERTIES_FILE
+
+    raw = [PROPERTIES_FILE, *(f"{t}.parquet" for t in EVENT_TYPES), "input/relevant_clients.npy"]
+    for name in raw:
+        (tmp_path / "world" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tiny_world / name, tmp_path / "world" / name)
+    with engines.use(engines.Engine("ray", scratch=str(tmp_path / "scratch"))):
+        prepare(tmp_path / "world")
+        written = store.list_files(tmp_path / "world" / "prepared")
+        assert written == store.list_files(tiny_world / "prepared")
+        for name in written:
+            assert (tmp_path / "world" / "prepared" / name).read_bytes() == (tiny_world / "prepared" / name).read_bytes()
+        buys = pl.read_parquet(tmp_path / "world" / "add_to_cart.parquet")
+        buys.with_columns(pl.when(pl.int_range(pl.len()) == 2).then(None).otherwise(pl.col("timestamp"))
+                          .alias("timestamp")).write_parquet(tmp_path / "world" / "add_to_cart.parquet")
+        with pytest.raises(InputError, match=r"add_to_cart.parquet: column 'timestamp': null value \(example row: row 2:"):
+            prepare(tmp_path / "world")
+
+
 def test_ray_split_sharding_writes_the_local_files(sharded_window, tmp_path):
     events, products = sharded_window.stream(), sharded_window.products()
     n = events.select(pl.len()).collect().item()

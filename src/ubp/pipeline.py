@@ -22,7 +22,6 @@ from ubp.cache import cache_root
 from ubp.data.prepare import RELEVANT
 from ubp.data.split import SPLIT_KEY
 from ubp.data.window import InputWindow
-from ubp.device import resolve_device
 from ubp.encoders.base import Run
 from ubp.fingerprint import code_version, digest, file_digest, files_fingerprint
 from ubp.io import write_json

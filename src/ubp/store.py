@@ -168,6 +168,11 @@ def write_bytes(location: str | Path, data: bytes) -> None:
 
 
 def write_parquet(frame: pl.DataFrame, location: str | Path) -> None:
+    if not is_uri(location):
+        from ubp import io as atomic
+
+        atomic.write_with(location, lambda path: frame.write_parquet(path, statistics=True))
+        return
     buffer = io.BytesIO()
     frame.write_parquet(buffer, statistics=True)
     write_bytes(location, buffer.getvalue())
