@@ -45,16 +45,20 @@ def cluster() -> dict[str, str]:
     return {**os.environ, "RAY_ADDRESS": address}
 
 
-def _ubp_run(data_dir: str, out: Path, engine: str, env: dict[str, str], cwd: Path) -> None:
-    """`ubp run` of the test recipe with a cache of its own, so that every run fits its blocks."""
-    recipe = out.with_name("recipe.toml")
-    recipe.write_text(RECIPE)
-    args = ["run", "--data-dir", data_dir, "--out", str(out), "--config", str(recipe), "--engine", engine,
-            "--orders", "1", "--references", "", "--device", "cpu"]
+def _ubp(args: list[str], env: dict[str, str], cwd: Path) -> None:
+    """The CLI with a cache of its own, so that every run fits its blocks."""
     with tempfile.TemporaryDirectory(prefix="ubp-cache-") as cache:
         done = subprocess.run([sys.executable, "-m", "ubp", *args], env={**env, "UBP_CACHE_DIR": cache},
                               cwd=cwd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _ubp_run(data_dir: str, out: Path, engine: str, env: dict[str, str], cwd: Path) -> None:
+    """`ubp run` of the test recipe."""
+    recipe = out.with_name("recipe.toml")
+    recipe.write_text(RECIPE)
+    _ubp(["run", "--data-dir", data_dir, "--out", str(out), "--config", str(recipe), "--engine", engine,
+          "--orders", "1", "--references", "", "--device", "cpu"], env, cwd)
 
 
 def _raw_copy(tiny_world: Path, to: Path) -> Path:
@@ -118,8 +122,14 @@ def test_run_on_a_bucket_on_the_cluster_gives_the_local_entry(cluster, bucket_wo
     assert not [f for f in leftovers if f.type == fs.FileType.File]  # the tasks' tables were removed
 
 
-def test_relative_data_dir_on_the_cluster_gives_the_local_entry(cluster, local_run, tmp_path):
-    world = shutil.copytree(local_run / "world", tmp_path / "world")  # split already: this run fits only
-    _ubp_run("world", tmp_path / "run", "ray", cluster, tmp_path)  # the worker node's cwd has no `world` in it
-    _same_entry(local_run / "run" / "entry", tmp_path / "run" / "entry")
-    assert (world / "input" / "window" / "window.json").is_file()
+def test_relative_data_dir_on_the_cluster_gives_the_local_entry(cluster, tiny_world, tmp_path):
+    """`ubp embed --blocks` (no scoring: this test is about paths) from a relative path."""
+    from ubp.pipeline import ensure_split
+
+    ensure_split(_raw_copy(tiny_world, tmp_path / "world"))
+    entries = {}
+    for engine, env in {"local": {k: v for k, v in cluster.items() if k != "RAY_ADDRESS"}, "ray": cluster}.items():
+        entries[engine] = tmp_path / engine  # the worker node's cwd has no `world` in it
+        _ubp(["embed", "--data-dir", "world", "--blocks", "counts,features", "--out", str(entries[engine]),
+              "--engine", engine], env, tmp_path)
+    _same_entry(entries["local"], entries["ray"])
