@@ -36,8 +36,14 @@ class Net(nn.Module):
         self.output_norm = nn.LayerNorm(thin)
         self.output = nn.Linear(thin, n_out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, d_in) -> (batch, n_out)
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:  # (batch, d_in) -> (batch, thin)
         x = self.input_norm(self.input_projection(x))
         for block in self.blocks:
             x = block(x)
-        return self.output(self.output_norm(x))
+        return x
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:  # (batch, thin) -> (batch, n_out) logits
+        return self.output(self.output_norm(h))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, d_in) -> (batch, n_out)
+        return self.head(self.trunk(x))

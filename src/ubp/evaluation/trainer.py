@@ -38,6 +38,7 @@ class Protocol:
     lr: float = 1e-3
     seed: int = 1278
     threads: int | None = None  # CPU threads; None = torch's default (OMP_NUM_THREADS)
+    autocast: str | None = None  # "bfloat16": the trunk's matmuls in bf16; weights, AdamW, head, logits float32
 
 
 FULL = Protocol("full", thin=2048, wide=4096, blocks=3)
@@ -103,10 +104,20 @@ def exact_float32(device: torch.device) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+def _logits(net: Net, x: torch.Tensor, protocol: Protocol) -> torch.Tensor:
+    """The network's float32 logits; under `autocast` the trunk runs in that dtype, the head in float32
+    (bf16 logits would tie scores that AUROC must rank)."""
+    if protocol.autocast is None:
+        return net(x)
+    with torch.autocast(x.device.type, dtype=getattr(torch, protocol.autocast)):
+        h = net.trunk(x)
+    return net.head(h.float())
+
+
 @torch.inference_mode()
-def _predict(net: Net, x: torch.Tensor, batches: list[slice]) -> torch.Tensor:
+def _predict(net: Net, x: torch.Tensor, batches: list[slice], protocol: Protocol) -> torch.Tensor:
     net.eval()
-    return torch.cat([net(x[b].float()) for b in batches]).cpu()
+    return torch.cat([_logits(net, x[b].float(), protocol) for b in batches]).cpu()
 
 
 def train_and_score(
@@ -142,12 +153,12 @@ def train_and_score(
                 bar.set_description(f"{desc} epoch {epoch + 1}/{protocol.epochs}")
                 net.train()
                 for b in batches:
-                    loss = F.binary_cross_entropy_with_logits(net(x[b].float()), y_train[b].float())
+                    loss = F.binary_cross_entropy_with_logits(_logits(net, x[b].float(), protocol), y_train[b].float())
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
                     bar.update()
-                logits = _predict(net, x, batches)
+                logits = _predict(net, x, batches, protocol)
                 scored_at = time.perf_counter()
                 epochs.append(score_epoch(logits, y_validation_cpu, popularity, protocol.batch_size))
                 metrics_s += time.perf_counter() - scored_at
