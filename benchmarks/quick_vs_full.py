@@ -68,7 +68,7 @@ def score(job: tuple[Path, Path, Path, str, tuple[str, ...], int, str]) -> tuple
     data_dir, entry, out, mode, tasks, orders, device = job
     t0 = time.perf_counter()
     result = evaluate(data_dir, entry, out / f"{entry.name}_{mode}", tasks=tasks, mode=mode, device=device,
-                      orders=orders)
+                      orders=orders, workers=1)  # --jobs processes already share the cores
     return entry.name, mode, {t: r["score"] for t, r in result.scores["tasks"].items()}, time.perf_counter() - t0
 
 

@@ -1,26 +1,38 @@
-"""The reports' plots: matplotlib figures returned as inline base64 PNG for self-contained HTML.
+"""The reports' plots, inline in self-contained HTML: matplotlib figures as base64 PNG, and the
+evaluation report's plot as hand-drawn SVG.
 
 Score axes start at 0.5 (chance for AUROC), lower only when a score falls below it, so bars of
-entries that differ by hundredths are not drawn as if they differed by halves.
+entries that differ by hundredths are not drawn as if they differed by halves. matplotlib is
+imported only by the plots that draw with it: `ubp evaluate` of a quick run on a small task takes a
+few seconds, and matplotlib's import and rendering were a fifth of them.
 """
 
 from __future__ import annotations
 
 import base64
+import html
 import io
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 CHANCE = 0.5
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")  # matplotlib's default cycle, so SVG and PNG plots colour alike
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def figure_to_img(fig) -> str:
     """An <img> tag holding the figure as a base64 PNG (no external files)."""
+    plt = _pyplot()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -28,12 +40,14 @@ def figure_to_img(fig) -> str:
     return f'<img alt="plot" src="data:image/png;base64,{data}"/>'
 
 
-def _score_axis(ax, values: list[float]) -> None:
+def score_limits(values: list[float]) -> tuple[float, float]:
     """y from 0.5 (or just below the lowest score when one is under it) to just above the highest."""
     finite = [v for v in values if v == v]
-    low = min([CHANCE, *(v - 0.02 for v in finite)])
-    high = min(1.0, max([CHANCE + 0.1, *(v + 0.03 for v in finite)]))
-    ax.set_ylim(low, high)
+    return (min([CHANCE, *(v - 0.02 for v in finite)]), min(1.0, max([CHANCE + 0.1, *(v + 0.03 for v in finite)])))
+
+
+def _score_axis(ax, values: list[float]) -> None:
+    ax.set_ylim(*score_limits(values))
     ax.axhline(CHANCE, color="#999", lw=0.8, ls="--")
 
 
@@ -41,7 +55,7 @@ def grouped_bars(values: dict[str, dict[str, float]], errors: dict[str, dict[str
     """Bars per task (x) for each entry (colour): values[entry][task]; the axis starts at 0.5."""
     entries = list(values)
     tasks = list(next(iter(values.values())))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks)), 3.6))
+    fig, ax = _pyplot().subplots(figsize=(max(6, 1.6 * len(tasks)), 3.6))
     width = 0.8 / max(len(entries), 1)
     x = np.arange(len(tasks))
     for i, entry in enumerate(entries):
@@ -56,30 +70,79 @@ def grouped_bars(values: dict[str, dict[str, float]], errors: dict[str, dict[str
     return figure_to_img(fig)
 
 
+class _Panel:
+    """One SVG plot area: data x in [x0, x1] and y in [y0, y1] mapped into a box at (left, top)."""
+
+    def __init__(self, left: float, top: float, width: float, height: float, x: tuple[float, float],
+                 y: tuple[float, float]):
+        self.left, self.top, self.width, self.height, self.x, self.y = left, top, width, height, x, y
+        self.parts: list[str] = []
+
+    def px(self, x: float) -> float:
+        return self.left + (x - self.x[0]) / (self.x[1] - self.x[0]) * self.width
+
+    def py(self, y: float) -> float:
+        return self.top + (self.y[1] - y) / (self.y[1] - self.y[0]) * self.height
+
+    def text(self, x: float, y: float, s: str, anchor: str = "middle", size: int = 11, rotate: float = 0) -> None:
+        turn = f' transform="rotate({rotate} {x:.1f} {y:.1f})"' if rotate else ""
+        self.parts.append(f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}"{turn}>'
+                          f"{html.escape(s)}</text>")
+
+    def line(self, x0: float, y0: float, x1: float, y1: float, colour: str = "#000", extra: str = "") -> None:
+        self.parts.append(f'<line x1="{x0:.1f}" y1="{y0:.1f}" x2="{x1:.1f}" y2="{y1:.1f}" stroke="{colour}"{extra}/>')
+
+    def axes(self, title: str, ylabel: str) -> None:
+        """Frame, y ticks every 0.05 (0.1 on a tall range), the dashed chance line, title, y label."""
+        self.parts.append(f'<rect x="{self.left}" y="{self.top}" width="{self.width}" height="{self.height}" '
+                          'fill="none" stroke="#000"/>')
+        step = 0.05 if self.y[1] - self.y[0] <= 0.4 else 0.1
+        tick = np.ceil(self.y[0] / step - 1e-9) * step
+        while tick <= self.y[1] + 1e-9:
+            self.line(self.left - 4, self.py(tick), self.left, self.py(tick))
+            self.text(self.left - 6, self.py(tick) + 4, f"{tick:.2f}", anchor="end", size=10)
+            tick += step
+        if self.y[0] < CHANCE < self.y[1]:
+            self.line(self.left, self.py(CHANCE), self.left + self.width, self.py(CHANCE), "#999",
+                      ' stroke-dasharray="4 3"')
+        self.text(self.left + self.width / 2, self.top - 8, title, size=12)
+        self.text(self.left - 42, self.top + self.height / 2, ylabel, rotate=-90)
+
+
 def evaluation_plot(scores: dict) -> str:
-    """Left: each task's score (min–max over runs as error bars). Right: score per epoch."""
+    """Left: each task's score (min–max over runs as error bars). Right: score per epoch. Inline SVG."""
     tasks = list(scores["tasks"])
     recs = [scores["tasks"][t] for t in tasks]
-    fig, (ax_bar, ax_ep) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    means = np.array([r["score"] for r in recs])
-    err = [[m - r["min"] for m, r in zip(means, recs)], [r["max"] - m for m, r in zip(means, recs)]]
-    ax_bar.bar(tasks, means - CHANCE, bottom=CHANCE, yerr=err, capsize=4, color="#4c72b0")
-    _score_axis(ax_bar, list(means))
-    ax_bar.set_ylabel("score (best epoch)")
-    ax_bar.set_title(f"{scores['mode']} mode, {scores['n_orders']} run(s)")
-    ax_bar.tick_params(axis="x", rotation=30)
+    means = [r["score"] for r in recs]
     curves = []
-    for task, rec in zip(tasks, recs):
+    for rec in recs:
         per_epoch = [[ep["score"] for ep in run["epochs"]] for run in rec["runs"]]
-        curve = [sum(col) / len(col) for col in zip(*per_epoch)]
-        curves += curve
-        ax_ep.plot(range(1, len(curve) + 1), curve, marker="o", label=task)
-    ax_ep.set_xticks(range(1, 1 + max(len(r["runs"][0]["epochs"]) for r in recs)))
-    _score_axis(ax_ep, curves)
-    ax_ep.set_xlabel("epoch")
-    ax_ep.set_ylabel("validation score (mean over runs)")
-    ax_ep.legend(fontsize=8)
-    return figure_to_img(fig)
+        curves.append([sum(col) / len(col) for col in zip(*per_epoch)])
+    n_epochs = max(len(c) for c in curves)
+    bars = _Panel(60, 30, 380, 250, (-0.5, len(tasks) - 0.5), score_limits(means + [r["min"] for r in recs]))
+    bars.axes(f"{scores['mode']} mode, {scores['n_orders']} run(s)", "score (best epoch)")
+    for i, (task, mean, rec) in enumerate(zip(tasks, means, recs)):
+        x, half = bars.px(i), 0.35 * bars.width / len(tasks)
+        top, base = bars.py(mean), bars.py(max(CHANCE, bars.y[0]))
+        bars.parts.append(f'<rect x="{x - half:.1f}" y="{min(top, base):.1f}" width="{2 * half:.1f}" '
+                          f'height="{abs(base - top):.1f}" fill="#4c72b0"/>')
+        bars.line(x, bars.py(rec["min"]), x, bars.py(rec["max"]))
+        bars.text(x, bars.top + bars.height + 14, task, anchor="end", size=10, rotate=-30)
+    epochs = _Panel(560, 30, 300, 250, (0.7, n_epochs + 0.3), score_limits([v for c in curves for v in c]))
+    epochs.axes("validation score per epoch", "mean over runs")
+    for e in range(1, n_epochs + 1):
+        epochs.text(epochs.px(e), epochs.top + epochs.height + 14, str(e), size=10)
+    epochs.text(epochs.px((n_epochs + 1) / 2), epochs.top + epochs.height + 30, "epoch")
+    for k, (task, curve) in enumerate(zip(tasks, curves)):
+        colour = COLOURS[k % len(COLOURS)]
+        points = " ".join(f"{epochs.px(e + 1):.1f},{epochs.py(v):.1f}" for e, v in enumerate(curve))
+        epochs.parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+        epochs.parts += [f'<circle cx="{epochs.px(e + 1):.1f}" cy="{epochs.py(v):.1f}" r="3" fill="{colour}"/>'
+                         for e, v in enumerate(curve)]
+        epochs.text(870, 40 + 14 * k, task, anchor="start", size=10)
+        epochs.parts.append(f'<rect x="{862}" y="{32 + 14 * k}" width="6" height="6" fill="{colour}"/>')
+    return ('<svg xmlns="http://www.w3.org/2000/svg" width="1010" height="360" font-family="sans-serif">'
+            + "".join(bars.parts + epochs.parts) + "</svg>")
 
 
 def run_diagnostics(entry_dir: Path, profile: dict, window) -> str:
@@ -90,6 +153,7 @@ def run_diagnostics(entry_dir: Path, profile: dict, window) -> str:
 
     ids, emb = read_entry(entry_dir)
     x = emb.astype(np.float32)
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3))
     norms = [np.linalg.norm(x[:, b["columns"][0]: b["columns"][1]], axis=1) for b in profile["blocks"]]
     ax.boxplot(norms, showfliers=False)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ubp.chunks import spans
+from ubp.evaluation.adamw import AdamW
 from ubp.evaluation.metrics import EpochMetrics, score_epoch
 from ubp.evaluation.model import Net
 
@@ -39,6 +40,7 @@ class Protocol:
     seed: int = 1278
     threads: int | None = None  # CPU threads; None = torch's default (OMP_NUM_THREADS)
     autocast: str | None = None  # "bfloat16": the trunk's matmuls in bf16; weights, AdamW, head, logits float32
+    torch_optim: bool = True  # False: ubp.evaluation.adamw (the same bits on CPU, no torch._dynamo import)
 
 
 FULL = Protocol("full", thin=2048, wide=4096, blocks=3)
@@ -145,7 +147,7 @@ def train_and_score(
     with exact_float32(device), cpu_threads(protocol.threads if device.type == "cpu" else None):
         torch.manual_seed(protocol.seed if seed is None else seed)
         net = Net(x.shape[1], y_train.shape[1], protocol.thin, protocol.wide, protocol.blocks).to(device)
-        optimizer = torch.optim.AdamW(net.parameters(), lr=protocol.lr)
+        optimizer = (torch.optim.AdamW if protocol.torch_optim else AdamW)(net.parameters(), lr=protocol.lr)
         bar = tqdm(total=protocol.epochs * len(batches), desc=desc, unit="batch", leave=False,
                    disable=not show_progress)
         with bar:
@@ -154,7 +156,7 @@ def train_and_score(
                 net.train()
                 for b in batches:
                     loss = F.binary_cross_entropy_with_logits(_logits(net, x[b].float(), protocol), y_train[b].float())
-                    optimizer.zero_grad(set_to_none=True)
+                    optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
                     bar.update()
