@@ -68,7 +68,8 @@ def session_parts(data_dir: Path, entries: dict[str, Path], tasks: tuple[str, ..
     workers_cpu = times.network_cpu_s if times.workers > 1 else 0.0
     return {"labels (warm)": times.labels_s, "loading": times.loading_s, "training (wall)": times.training_s,
             "network alone (sum)": times.network_s, "metrics (sum)": times.metrics_s,
-            "network CPU (sum)": times.network_cpu_s, "total": total, "total CPU": here_cpu + workers_cpu,
+            "network CPU (sum)": times.network_cpu_s, "CPU per network": times.network_cpu_s / max(times.jobs, 1),
+            "total": total, "total CPU": here_cpu + workers_cpu,
             "workers": times.workers, "networks": times.jobs}
 
 

@@ -159,8 +159,9 @@ def _evaluate_entries(data_dir: Path, entries: dict[str, Path], outs: dict[str, 
             _, session = evaluate_many(data_dir, stale, {name: outs[name] for name in stale}, tasks=opts.tasks,
                                        mode=opts.mode, device=opts.device, orders=opts.orders,
                                        user_tasks=dict(opts.user_tasks), show_progress=opts.show_progress)
-        log.info("evaluation: labels %.1fs, loading %.1fs, training %.1fs (%d networks, %d processes)",
-                 session.labels_s, session.loading_s, session.training_s, session.jobs, session.workers)
+        log.info("evaluation: labels %.1fs, loading %.1fs, training %.1fs (%d networks, %d processes, "
+                 "%.0f CPU s in the networks)", session.labels_s, session.loading_s, session.training_s, session.jobs,
+                 session.workers, session.network_cpu_s)
         for name in stale:
             write_json(outs[name] / "eval_key.json", keys[name])
     return {name: json.loads((outs[name] / "scores.json").read_text()) for name in entries}

@@ -4,8 +4,8 @@ Their Lightning loop does nothing that changes weights beyond this: seed, build,
 per epoch one unshuffled pass over the clients in entry order (last short batch kept) and a
 validation pass; its 2-batch sanity validation only touches metrics it then resets, and the
 network has no dropout, so train/eval modes agree. `QUICK` keeps every rule but shrinks the
-network (and learns faster to make up for it), which is what makes it rank entries like `FULL` at a
-fraction of the cost.
+network, learns faster to make up for it and multiplies in bf16, which is what makes it rank
+entries like `FULL` at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -40,21 +40,20 @@ class Protocol:
     seed: int = 1278
     threads: int | None = None  # CPU threads; None = torch's default (OMP_NUM_THREADS)
     autocast: str | None = None  # "bfloat16": the trunk's matmuls in bf16; weights, AdamW, head, logits float32
-    torch_optim: bool = True  # False: ubp.evaluation.adamw (the same bits on CPU, no torch._dynamo import)
+    torch_optim: bool = True  # False: ubp.evaluation.adamw (torch's fused kernel, no torch._dynamo import)
 
 
 FULL = Protocol("full", thin=2048, wide=4096, blocks=3)
-# Width 384/768: at 256/512 the probe was still learning at epoch 3 on the propensity tasks, so
-# it ranked entries by how fast they are learned, not by what they hold (quick-vs-full Spearman,
-# 8,000 small-world clients: category .49, new SKU .26). Learning rate 3e-3: at full mode's 1e-3
-# the smaller probe scored the baseline entry (raw counts, a few columns in the thousands) at
-# chance on category and price (AUROC .50) where full mode learns it (.68 / .67); at 3e-3 it
-# scores .69 / .69, and quick lies closer to full on average (|quick - full| .015 vs .023).
-# Spearman against full (3 runs each, all 18,930 small-world clients, benchmarks/quick_vs_full.py)
-# is .943 on every task over random, baseline, the oracle and the oracle plus noise at three
-# levels. One thread: on matrices this small threading costs more than it gains, and on a busy
-# machine two spinning threads made the same run 40x slower. Results do not depend on the count.
-QUICK = Protocol("quick", thin=384, wide=768, blocks=1, lr=3e-3, threads=1)
+# Why each setting (docs/protocol.md §7): a 256/512 network with one block at learning rate 3e-3
+# learns every entry of the quick-vs-full set within three epochs, including the baseline entry
+# (raw counts, a few columns in the thousands) that the probe scored at chance at full mode's 1e-3.
+# Batch 128 as in full mode: at 256 or 512 the same three epochs are too few steps, and the baseline
+# entry fell to chance on churn and conversion. The trunk's matmuls in bf16 halve a step's time on a
+# CPU with bf16 units and moved no rank (the head and logits stay float32: AUROC ranks the logits).
+# The fused AdamW makes one pass per step instead of eight and imports no torch._dynamo. One thread:
+# on matrices this small threading costs more than it gains, and on a busy machine two spinning
+# threads made the same run 40x slower; a network's result does not depend on the count.
+QUICK = Protocol("quick", thin=256, wide=512, blocks=1, lr=3e-3, threads=1, autocast="bfloat16", torch_optim=False)
 PROTOCOLS = {p.name: p for p in (FULL, QUICK)}
 
 
