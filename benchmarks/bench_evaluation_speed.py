@@ -75,9 +75,8 @@ def session_parts(data_dir: Path, entries: dict[str, Path], tasks: tuple[str, ..
 
 def end_to_end(data_dir: Path, entry: Path, task: str, mode: str, out: Path) -> tuple[float, float]:
     """(wall, CPU) seconds of `ubp evaluate` in a fresh process, as a user runs it."""
-    ubp_cli = Path(sys.executable).with_name("ubp")
     t0, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([str(ubp_cli), "evaluate", "--data-dir", str(data_dir), "--embeddings-dir", str(entry),
+    subprocess.run([sys.executable, "-m", "ubp", "evaluate", "--data-dir", str(data_dir), "--embeddings-dir", str(entry),
                     "--out", str(out), "--tasks", task, "--mode", mode, "--device", "cpu"],
                    check=True, capture_output=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -97,6 +96,7 @@ def main() -> None:
     ap.add_argument("--e2e-task", default="conversion", choices=TASKS)
     ap.add_argument("--e2e-clients", type=int, default=1500)
     ap.add_argument("--skip-full", action="store_true")
+    ap.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end `ubp evaluate` pair")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench_evaluation_speed_"))
@@ -138,7 +138,7 @@ def main() -> None:
         print(f"{mode}: network alone is {r['network alone (sum)'] / r['workers'] / r['total']:.0%} of the session's "
               f"wall time per worker ({overhead:.1f}s of labels, loading, metrics, scheduling and writing)")
 
-    if not args.skip_full:
+    if not (args.skip_full or args.skip_e2e):
         ids, emb = read_entry(next(iter(entries.values())))
         cached_task_tables(args.data_dir, tuple(TASKS), default_label_cache(args.data_dir))  # a user's 2nd command
         e2e_entry = work / "e2e_entry"
