@@ -5,7 +5,7 @@ what each score is (AUROC, or the organisers' blend with novelty and diversity),
 against `counts`, what each reference row stands for, that the oracle is a ceiling rather than
 an entry to beat, and where the organisers' rule — a label with no validation positive scores
 AUROC 0 and still counts in the average — holds a task's score down. Pages are self-contained
-(plots inline as PNG) and written atomically through `ubp.io`.
+(plots inline: PNG, and hand-drawn SVG on the evaluation page) and written atomically through `ubp.io`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """AdamW by torch's fused kernel, called without `torch.optim`.
 
 The quick probe steps with it for three reasons. The fused kernel makes one pass over the
-parameters where the per-tensor algorithm makes eight (a quarter of the time of a 384/768
-network's step). `torch.optim` imports torch._dynamo the first time an optimizer is built (about
+parameters where the per-tensor algorithm makes eight, a seventh of the time of a small network's
+step. `torch.optim` imports torch._dynamo the first time an optimizer is built (about
 1.5 CPU seconds, more than the whole training of a quick network on a task of a few thousand
 clients). And the kernel is elementwise, so one step over parameters stacked from several networks
 updates each network's slice exactly as stepping it alone does. Tests check it against
