@@ -49,7 +49,7 @@ FULL = Protocol("full", thin=2048, wide=4096, blocks=3)
 # (raw counts, a few columns in the thousands) that the probe scored at chance at full mode's 1e-3.
 # Batch 128 as in full mode: at 256 or 512 the same three epochs are too few steps, and the baseline
 # entry fell to chance on churn and conversion. The trunk's matmuls in bf16 halve a step's time on a
-# CPU with bf16 units and moved no rank (the head and logits stay float32: AUROC ranks the logits).
+# CPU with bf16 units and barely move a score (the head and logits stay float32: AUROC ranks logits).
 # The fused AdamW makes one pass per step instead of eight and imports no torch._dynamo. One thread:
 # on matrices this small threading costs more than it gains, and on a busy machine two spinning
 # threads made the same run 40x slower; a network's result does not depend on the count.
