@@ -1,8 +1,9 @@
-"""Objective ablation of the `sequence` block: all objectives, then each of NIP / NUP / NETP / TDP off.
+"""Ablations of the `sequence` block: its objectives (each off in turn) or its design changes (each on
+its own), under chosen normalisations, beside reference blocks (baseline, counts, features).
 
 Every variant is trained with the same seed and settings on the world's input window, embedded
 as an entry (as `ubp embed --blocks sequence` writes it) and scored in the chosen mode beside the
-`baseline` entry. Run 0 of the K runs is in entry order with seed 1278 (in full mode: the
+reference entries. Run 0 of the K runs is in entry order with seed 1278 (in full mode: the
 organisers' exact run);
 the table shows the mean over the K runs, and each run's scores are in ablation.json. --jobs
 trains variants in parallel processes (on one GPU they share the card).
@@ -23,17 +24,33 @@ from pathlib import Path
 from ubp.config import parse_assignments
 from ubp.layout import TASKS
 
-VARIANTS: dict[str, dict[str, float]] = {
+# Objectives: each switched off in turn.
+OBJECTIVE_VARIANTS: dict[str, dict] = {
     "all": {},
     "without NIP": {"nip_weight": 0.0},
     "without NUP": {"nup_weight": 0.0},
     "without NETP": {"netp_weight": 0.0},
     "without TDP": {"tdp_weight": 0.0},
 }
+# Design changes: each on its own on top of the block without any of them, then all together.
+BEFORE: dict = {"time_to_cutoff": False, "whole_history": False, "loss_normalisation": "batch",
+                "nup_logq": False, "item_content": False}
+CHANGE_VARIANTS: dict[str, dict] = {
+    "before": BEFORE,
+    "+ time to cutoff": {**BEFORE, "time_to_cutoff": True},
+    "+ whole history": {**BEFORE, "whole_history": True},
+    "+ token losses, NUP logQ": {**BEFORE, "loss_normalisation": "tokens", "nup_logq": True},
+    "+ item content": {**BEFORE, "item_content": True},
+    "all changes": {},
+}
+VARIANTS = {**OBJECTIVE_VARIANTS, **CHANGE_VARIANTS}
+REFERENCES = ("baseline", "counts", "features")
 
 
-def fit_and_score(job: tuple[str, dict, Path, Path, str, str, int]) -> tuple[str, dict, float, float]:
-    """Fit one variant (or the baseline), write its entry, score it; returns per-task scores and timings."""
+def fit_and_score(job: tuple[str, str, dict, str, Path, Path, str, str, int]) -> tuple[str, dict, float, float]:
+    """Fit one block (a sequence variant or a reference), write its entry, score it; returns
+    per-task scores and timings. Fits are cached in `out/blocks` by options, so variants that
+    differ only in normalisation share one fit."""
     import torch
 
     from ubp.data.window import InputWindow
@@ -43,11 +60,11 @@ def fit_and_score(job: tuple[str, dict, Path, Path, str, str, int]) -> tuple[str
     from ubp.recipe import BlockSpec, Recipe
 
     torch.set_num_threads(2)
-    name, options, data_dir, out, device, mode, orders = job
-    slug = name.replace(" ", "_")
-    block = BlockSpec("baseline") if name == "baseline" else BlockSpec("sequence", options=options)
+    name, block_name, options, normalise, data_dir, out, device, mode, orders = job
+    slug = "".join(c if c.isalnum() else "_" for c in name)
+    block = BlockSpec(block_name, normalise=normalise, options=options)
     t0 = time.perf_counter()
-    build_profile(InputWindow.open(data_dir), Recipe(blocks=(block,)), out / slug, out / "blocks" / slug,
+    build_profile(InputWindow.open(data_dir), Recipe(blocks=(block,)), out / slug, out / "blocks",
                   Run(seed=0, device="cuda" if device == "cuda" else "cpu", show_progress=False))
     fit_s = time.perf_counter() - t0
     result = evaluate(data_dir, out / slug, out / f"{slug}_{mode}", mode=mode, device=device, orders=orders)
@@ -60,7 +77,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="sequence config overrides")
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="*", default=list(OBJECTIVE_VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--normalise", nargs="+", default=["auto"], choices=("auto", "l2", "standardize", "centre_l2"),
+                    help="score every variant under each of these normalisations (one fit each)")
+    ap.add_argument("--references", nargs="*", default=["baseline"], choices=REFERENCES,
+                    help="reference blocks scored beside the variants (the first is what 'beats' counts against)")
     ap.add_argument("--mode", choices=("full", "quick"), default="full")
     ap.add_argument("--orders", type=int, default=1)
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -68,9 +89,10 @@ def main() -> None:
     args = ap.parse_args()
 
     common = {"preset": args.preset, **parse_assignments(args.set)}
-    jobs = [("baseline", {}, args.data_dir, args.out, args.device, args.mode, args.orders)]
-    jobs += [(v, {**common, **VARIANTS[v]}, args.data_dir, args.out, args.device, args.mode, args.orders)
-             for v in args.variants]
+    tail = (args.data_dir, args.out, args.device, args.mode, args.orders)
+    jobs = [(r, r, {}, "auto", *tail) for r in args.references]
+    jobs += [(v if n == "auto" else f"{v} ({n})", "sequence", {**common, **VARIANTS[v]}, n, *tail)
+             for v in args.variants for n in args.normalise]
     rows: dict[str, dict] = {}
     # spawn, not fork: polars', torch's and CUDA's state do not survive a fork
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -82,7 +104,7 @@ def main() -> None:
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "ablation.json").write_text(json.dumps({"config": common, "mode": args.mode,
                                                                 "orders": args.orders, "rows": rows}, indent=1))
-    base = rows["baseline"]["tasks"]
+    base = rows[args.references[0]]["tasks"] if args.references else next(iter(rows.values()))["tasks"]
     print(f"\n{args.mode} mode, mean of {args.orders} run(s); run 0: entry order, seed 1278"
           + (" (the organisers' exact run)" if args.mode == "full" else ""))
     print(f"{'variant':<14} " + " ".join(f"{t[:12]:>12}" for t in TASKS) + "      avg  beats baseline")
@@ -91,7 +113,7 @@ def main() -> None:
         first = [row["tasks"][t]["runs"][0]["score"] for t in TASKS]
         wins = sum(row["tasks"][t]["runs"][0]["score"] > base[t]["runs"][0]["score"] for t in TASKS)
         print(f"{name:<14} " + " ".join(f"{x:>12.4f}" for x in scores) + f"  {sum(scores) / len(scores):.4f}"
-              + ("" if name == "baseline" else f"  run 0: {wins}/6, mean: "
+              + ("" if name in args.references[:1] else f"  run 0: {wins}/6, mean: "
                  f"{sum(row['tasks'][t]['score'] > base[t]['score'] for t in TASKS)}/6"))
         print(f"{'  run 0':<14} " + " ".join(f"{x:>12.4f}" for x in first) + f"  {sum(first) / len(first):.4f}")
 

@@ -28,6 +28,8 @@ from ubp.layout import STREAM_SCHEMA, VECTOR_LEN
 from ubp.training import CheckpointMismatch
 
 TINY = dict(max_len=16, batch_size=4)
+# the block without time to the cutoff, whole-history read-out, token-weighted losses, NUP logQ and item content
+BEFORE = dict(time_to_cutoff=False, whole_history=False, loss_normalisation="batch", nup_logq=False, item_content=False)
 
 
 def random_window(root: Path, n_users: int = 10, seed: int = 0) -> InputWindow:
@@ -124,10 +126,10 @@ def test_model_is_causal(window: InputWindow) -> None:
     torch.manual_seed(0)
     model = SequenceModel(cfg).eval()
     u = int(np.argmax(tokens.lengths))
-    start, end = tokens.offsets[u : u + 1], np.minimum(tokens.offsets[u + 1 : u + 2], tokens.offsets[u] + 16)
-    batch = make_batch(tokens, start, end)
+    start, end = tokens.offsets[u : u + 1], np.minimum(tokens.offsets[u + 1 : u + 2], tokens.offsets[u] + 15)
+    batch = make_batch(tokens, start, end, now=np.array([tokens.now]))
     hidden = model(batch)
-    assert hidden.shape == (1, int(end[0] - start[0]) + 1, cfg.width)
+    assert hidden.shape == (1, int(end[0] - start[0]) + 2, cfg.width)  # the start state, the events, the now token
     j = 5  # change event 5: states 0..5 (which have seen events 0..4) must not move
     changed = {k: v.clone() for k, v in batch.items()}
     changed["event_type"][0, j] = (changed["event_type"][0, j] + 1) % 5
@@ -138,9 +140,9 @@ def test_model_is_causal(window: InputWindow) -> None:
     assert not torch.allclose(after[:, j + 1], hidden[:, j + 1])
 
 
-def _tiny_model(window: InputWindow) -> tuple:
+def _tiny_model(window: InputWindow, **options) -> tuple:
     """(config, tokens, item vocabulary, a seeded untrained tiny model in eval mode) of the window."""
-    cfg = make_config("tiny", **TINY)
+    cfg = make_config("tiny", **TINY, **options)
     tokens = tokenize(window, cfg.hash_rows, cfg.price_buckets)
     vocab = vocabulary_tensors(*item_vocabulary(tokens, cfg.hash_rows))
     torch.manual_seed(0)
@@ -148,7 +150,7 @@ def _tiny_model(window: InputWindow) -> tuple:
 
 
 def test_padding_changes_neither_losses_nor_embeddings(window: InputWindow) -> None:
-    cfg, tokens, vocab, model = _tiny_model(window)
+    cfg, tokens, vocab, model = _tiny_model(window, **BEFORE)
     u = int(np.argmax(tokens.lengths))
     s = tokens.offsets[u : u + 1]
     exact = make_batch(tokens, s, s + 6)
@@ -185,9 +187,10 @@ def test_a_wider_batch_gives_the_same_losses_and_embeddings(window: InputWindow)
     order = np.argsort(tokens.lengths)[::-1][:3]
     start = tokens.offsets[order]
     end = np.minimum(tokens.offsets[order + 1], start + 10)
-    width = batch_width(end - start, multiple=64, limit=cfg.max_len)
-    exact, wide = make_batch(tokens, start, end), make_batch(tokens, start, end, width=width)
-    assert wide["event_type"].shape == (3, cfg.max_len) and exact["event_type"].shape[1] == int((end - start).max())
+    width = batch_width(end - start + 1, multiple=64, limit=cfg.max_len)
+    now = np.full(3, tokens.now)
+    exact, wide = make_batch(tokens, start, end, now=now), make_batch(tokens, start, end, width=width, now=now)
+    assert wide["event_type"].shape == (3, cfg.max_len) and exact["event_type"].shape[1] == int((end - start).max()) + 1
     assert_same_outputs(model, cfg, vocab, exact, wide)
 
 
@@ -208,7 +211,7 @@ def test_transform_shapes_order_and_empty_history(tmp_path: Path) -> None:
     encoder = fit(hand, max_steps=3)
     ids = np.array([3, 4, 1, 99, 1], dtype=np.int64)
     out = encoder.transform(hand, ids)
-    assert out.shape == (5, 32) and out.dtype == np.float32 and np.isfinite(out).all()
+    assert out.shape == (5, 64) and out.dtype == np.float32 and np.isfinite(out).all()  # last state, mean state
     np.testing.assert_array_equal(out[2], out[4])  # same client, same row
     np.testing.assert_array_equal(out[1], out[3])  # no events: the learned empty-history state
     assert not np.allclose(out[0], out[1])
@@ -220,7 +223,7 @@ def test_transform_shapes_order_and_empty_history(tmp_path: Path) -> None:
 def test_empty_window_gives_the_empty_history_state(tmp_path: Path) -> None:
     empty = write_window(pl.LazyFrame(schema=STREAM_SCHEMA), PRODUCTS, CUTOFF, tmp_path / "input")
     out = fit(empty).transform(empty, np.array([1, 2], dtype=np.int64))
-    assert out.shape == (2, 32) and np.isfinite(out).all()
+    assert out.shape == (2, 64) and np.isfinite(out).all()
     np.testing.assert_array_equal(out[0], out[1])
 
 
@@ -229,7 +232,7 @@ def test_log_without_item_events_trains(tmp_path: Path) -> None:
     rows = [r for r in EVENTS if r[2] in ("page_visit", "search_query")]
     hand = handmade_window(tmp_path, rows=rows)
     out = fit(hand, max_steps=3).transform(hand, np.array([1, 2, 3], dtype=np.int64))
-    assert out.shape == (3, 32) and np.isfinite(out).all()
+    assert out.shape == (3, 64) and np.isfinite(out).all()
 
 
 def test_same_seed_same_result_other_seed_differs(window: InputWindow) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from handmade_window import CUTOFF, events_frame, handmade_window
-from test_sequence import TINY, Killed, fit, one_thread, window  # noqa: F401 (fixtures)
+from test_sequence import BEFORE, TINY, Killed, fit, one_thread, window  # noqa: F401 (fixtures)
 
 from ubp.ablation import variants
 from ubp.data.window import InputWindow
@@ -119,7 +119,7 @@ def test_labels_never_reach_past_the_cutoff(tmp_path: Path) -> None:
 
 
 def test_padding_and_positions_without_future_never_reach_the_loss() -> None:
-    cfg = make_config("tiny", **TINY, future_window_weight=1.0, hash_rows=1024)
+    cfg = make_config("tiny", **TINY, **BEFORE, future_window_weight=1.0, hash_rows=1024)  # hand-made batches: no now token
     tokens = hand_tokens()
     vocab = vocabulary_tensors(*item_vocabulary(tokens, cfg.hash_rows))
     window = future_window(tokens, cfg.future_window_days)

@@ -22,12 +22,13 @@ CLIP = 5.0
 
 @dataclass(frozen=True)
 class Normaliser:
-    """`apply(chunk)`: scale (standardize / l2 / none) → project on the PCA basis / rms → × weight."""
+    """`apply(chunk)`: scale (standardize / l2 / centre_l2: column means off, then l2 / none) → project
+    on the PCA basis / rms → × weight."""
 
     method: str
     weight: float
     in_dim: int
-    mean: np.ndarray | None = None  # standardize: column means and deviations (float64)
+    mean: np.ndarray | None = None  # standardize: column means and deviations (float64); centre_l2: means
     std: np.ndarray | None = None
     pca_mean: np.ndarray | None = None  # PCA: centre (in_dim,), basis (k, in_dim), overall rms of the projection
     components: np.ndarray | None = None
@@ -41,7 +42,8 @@ class Normaliser:
         """The scaling step alone on a float64 row chunk."""
         if self.method == "standardize":
             return np.clip((c - self.mean) / self.std, -CLIP, CLIP)
-        if self.method == "l2":
+        if self.method in ("l2", "centre_l2"):
+            c = c - self.mean if self.method == "centre_l2" else c  # without the rows' common part
             norms = np.linalg.norm(c, axis=1, keepdims=True)
             return c / np.where(norms > 1e-12, norms, 1.0) * np.sqrt(self.in_dim)
         return c
@@ -78,9 +80,9 @@ def fit_normaliser(matrix: np.ndarray, method: str, weight: float, pca: int | No
     float64 copy of itself). Returns the normaliser and what to report about it."""
     n, d = matrix.shape
     mean = std = None
-    if method == "standardize":
+    if method in ("standardize", "centre_l2"):
         standardizer = Standardizer.fit(matrix, clip=CLIP, floor=1e-12)
-        mean, std = standardizer.mean, standardizer.std
+        mean, std = standardizer.mean, standardizer.std if method == "standardize" else None
     scaler = Normaliser(method, 1.0, d, mean, std)
     info: dict = {"normalise": method, "in_dim": int(d)}
     if pca is None or pca >= d:

@@ -30,6 +30,12 @@ class SequenceConfig:
     hash_rows: int = option(2**16, 'rows of the shared "unified embedding" table (row 0 = missing id)')
     part_dim: int = option(64, "width of each content part (an id's two lookups concatenated, price, name)")
     price_buckets: int = option(100, 'price buckets of the log')
+    time_to_cutoff: bool = option(True, 'each event gets log1p(days to the cutoff of the window embedded), and a '
+                                  '"now" token after the last event carries the time from it to the cutoff')
+    whole_history: bool = option(True, 'the embedding is the last state beside the mean state over every chunk of '
+                                 'the whole window (twice `width` columns), not the last state alone')
+    item_content: bool = option(True, "NIP's candidate item vectors come from the item's content (SKU and category "
+                                "rows, price bucket, name) through the input side's projection, not the SKU rows alone")
     # objectives: weight 0 switches one off
     nip_weight: float = option(1.0, 'next item (buy / add / remove targets), sampled softmax')
     nup_weight: float = option(1.0, 'next URL (page-visit targets), sampled softmax')
@@ -39,6 +45,9 @@ class SequenceConfig:
     future_window_weight: float = option(0.0, 'weight of predicting the ids of the next future_window_days (off: not yet measured to help)')
     future_window_days: float = option(14.0, 'days after an event that future_window targets cover')
     temperature: float = option(0.05, 'sampled-softmax temperature')
+    loss_normalisation: str = option("tokens", 'tokens: each loss is a sum over its targets divided by its mean '
+                                     'target count per batch (every target weighs the same); batch: a per-batch mean')
+    nup_logq: bool = option(True, "NUP's in-batch negatives get the logQ correction (URL popularity), as NIP's do")
     uniform_negatives: int = option(1024, 'NIP negatives drawn uniformly from the item vocabulary')
     # training
     batch_size: int = option(32, 'sequences per step (per process under DDP)')
@@ -57,11 +66,13 @@ class SequenceConfig:
             raise ConfigError(f"sequence: width {self.width} is not a multiple of heads {self.heads}")
         if self.part_dim % 2:
             raise ConfigError(f"sequence: part_dim {self.part_dim} must be even (two hash lookups)")
-        if self.hash_rows < 2 or self.max_len < 1 or self.batch_size < 1:
-            raise ConfigError("sequence: hash_rows >= 2, max_len >= 1 and batch_size >= 1 are required")
+        if self.hash_rows < 2 or self.max_len < 1 + self.time_to_cutoff or self.batch_size < 1:
+            raise ConfigError("sequence: hash_rows >= 2, max_len >= 1 (2 with time_to_cutoff) and batch_size >= 1 are required")
         weights = [getattr(self, f"{o}_weight") for o in OBJECTIVES]
         if min(weights) < 0 or max(weights) == 0:
             raise ConfigError("sequence: objective weights must be >= 0 with at least one > 0")
+        if self.loss_normalisation not in ("tokens", "batch"):
+            raise ConfigError(f"sequence: loss_normalisation must be tokens or batch, got {self.loss_normalisation!r}")
         if self.future_window_days <= 0:
             raise ConfigError(f"sequence: future_window_days must be > 0, got {self.future_window_days}")
 

@@ -17,7 +17,7 @@ from ubp.encoders.sequence.model import SequenceModel
 from ubp.encoders.sequence.tokens import (
     Tokens,
     batch_width,
-    inference_windows,
+    history_chunks,
     make_batch,
     tokenize,
     width_multiple,
@@ -29,7 +29,8 @@ MODEL_FILE = "sequence.pt"
 
 
 class SequenceEncoder:
-    """Causal Transformer over each user's last events; the embedding is its final hidden state.
+    """Causal Transformer over each user's events; the embedding is its state after the last of them
+    (and the now token), beside the mean state over the whole history.
 
     Options: a `SequenceConfig` (a preset, "tiny" / "cpu" / "19m" / "126m" / "252m", and any field).
     """
@@ -53,7 +54,7 @@ class SequenceEncoder:
         cfg = self.config
         client_ids = np.asarray(client_ids, dtype=np.int64)
         tokens = tokenize(window, cfg.hash_rows, cfg.price_buckets, client_ids=np.unique(client_ids))
-        return embed_clients(self.model_, tokens, client_ids, cfg.max_len, cfg.infer_batch_size)
+        return embed_clients(self.model_, tokens, client_ids, cfg)
 
     def save(self, path: Path) -> None:
         """`path/sequence.pt` (config + weights), written under a temporary name then renamed."""
@@ -74,28 +75,43 @@ class SequenceEncoder:
 
 
 @torch.no_grad()
-def embed_clients(
-    model: SequenceModel, tokens: Tokens, client_ids: np.ndarray, max_len: int, batch_size: int
-) -> np.ndarray:
-    """float32 (len(client_ids), width): each client's state after its last `max_len` events.
+def embed_clients(model: SequenceModel, tokens: Tokens, client_ids: np.ndarray, cfg: SequenceConfig) -> np.ndarray:
+    """float32 (len(client_ids), width, or 2 * width with `whole_history`): each client's state after
+    their last `max_len` slots (with `time_to_cutoff`: their last `max_len - 1` events and the now
+    token at the window's cutoff), beside (with `whole_history`) the mean state over every chunk
+    of their history.
 
-    Clients absent from `tokens` get the empty-history state. Windows are embedded in order of
+    Clients absent from `tokens` get the empty-history state. Chunks are embedded in order of
     length so batches carry little padding.
     """
     model.eval()
     device = next(model.parameters()).device
-    user = _index_in(tokens.client_ids, client_ids)  # -1: no events → empty window at the end
-    first, last = inference_windows(tokens, max_len)
-    start, end = np.r_[first, 0][user], np.r_[last, 0][user]
-    out = np.empty((len(client_ids), model.ln_f.normalized_shape[0]), dtype=np.float32)
+    with_now = cfg.time_to_cutoff
+    user, start, end = history_chunks(tokens, cfg.max_len - with_now, cfg.whole_history)
+    n_users = len(tokens.client_ids)
+    user, start, end = np.r_[user, n_users], np.r_[start, 0], np.r_[end, 0]  # absent clients: one empty chunk
+    d = model.ln_f.normalized_shape[0]
+    last = np.zeros((n_users + 1, d), dtype=np.float32)
+    total = np.zeros((n_users + 1, d), dtype=np.float64)
+    states = np.zeros(n_users + 1, dtype=np.float64)
     by_length = np.argsort(end - start, kind="stable")
-    for i in range(0, len(by_length), batch_size):
-        rows = by_length[i : i + batch_size]
-        width = batch_width(end[rows] - start[rows], width_multiple(device), max_len)
-        batch = make_batch(tokens, start[rows], end[rows], device, width)
+    is_last = np.r_[user[1:] != user[:-1], True]  # a user's last chunk comes last among theirs
+    for i in range(0, len(by_length), cfg.infer_batch_size):
+        rows = by_length[i : i + cfg.infer_batch_size]
+        width = batch_width(end[rows] - start[rows] + with_now, width_multiple(device), cfg.max_len)
+        now = np.full(len(rows), tokens.now, dtype=np.int64) if with_now else None
+        batch = make_batch(tokens, start[rows], end[rows], device, width, now=now)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out[rows] = model.user_embedding(batch).float().cpu().numpy()
-    return out
+            state, summed = model.read_out(model(batch), batch)
+        final = is_last[rows]
+        last[user[rows][final]] = state.float().cpu().numpy()[final]
+        np.add.at(total, user[rows], summed.double().cpu().numpy())
+        np.add.at(states, user[rows], batch["length"].cpu().numpy() + 1.0)
+    index = _index_in(tokens.client_ids, client_ids)
+    index = np.where(index < 0, n_users, index)
+    if not cfg.whole_history:
+        return last[index]
+    return np.concatenate([last[index], (total[index] / states[index, None]).astype(np.float32)], axis=1)
 
 
 def _index_in(known: np.ndarray, wanted: np.ndarray) -> np.ndarray:

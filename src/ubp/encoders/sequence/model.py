@@ -36,6 +36,15 @@ class EventEmbedding(nn.Module):
         self.gap = nn.Linear(1, d)
         self.age = nn.Linear(1, d)
         self.register_buffer("token_offset", torch.arange(VECTOR_LEN) * TOKEN_VALUES + 1, persistent=False)
+        self.now: nn.Parameter | None = None  # the now token's vector and the time-to-now input: see `time_inputs`
+        self.until: nn.Linear | None = None
+
+    def time_inputs(self) -> None:
+        """Add the now token and the time-to-now input (created after the rest is initialised, so a
+        model without them starts from exactly the same weights)."""
+        self.now = nn.Parameter(torch.randn(self.position.embedding_dim) * 0.02)
+        self.until = nn.Linear(1, self.position.embedding_dim)
+        _init(self.until)
 
     def content(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The event's content alone (ids, price, name/query) (B, L, d): also what the graph block
@@ -48,9 +57,14 @@ class EventEmbedding(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         n = batch["event_type"].shape[1]
         content = self.content(batch)
-        positions = torch.arange(1, n + 1, device=content.device)
+        # the held-out target after a training chunk's now token takes the last row (its state is no prediction)
+        positions = torch.arange(1, n + 1, device=content.device).clamp(max=self.position.num_embeddings - 1)
+        kind = self.event_type(batch["event_type"])
+        if self.now is not None:
+            kind = torch.where(batch["is_now"][..., None], self.now.to(kind.dtype), kind)
+            kind = kind + self.until(batch["log_until"][..., None])
         context = (
-            self.event_type(batch["event_type"])
+            kind
             + self.position(positions)[None]
             + self.weekday(batch["weekday"])
             + self.hour(batch["hour"])
@@ -110,6 +124,12 @@ class SequenceModel(nn.Module):
         self.future_query = nn.Linear(d, d) if cfg.future_window_weight > 0 else None  # future window
         if self.future_query is not None:
             _init(self.future_query)
+        if cfg.time_to_cutoff:
+            self.embed.time_inputs()
+        # NIP's candidates from their content (the input side's `embed.content`) rather than their SKU rows
+        self.item_content_out = nn.Linear(d, d) if cfg.item_content else None
+        if self.item_content_out is not None:
+            _init(self.item_content_out)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x = self.embed(batch)
@@ -124,9 +144,22 @@ class SequenceModel(nn.Module):
         return self.ln_f(x[:, :n])  # (B, L + 1, d)
 
     def user_embedding(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Hidden state after each sequence's last real event (the start state if it has none)."""
-        hidden = self(batch)
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), batch["length"]]  # (B, d)
+        """Hidden state after each sequence's last real slot (the start state if it has none)."""
+        return self.read_out(self(batch), batch)[0]
+
+    @staticmethod
+    def read_out(hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(state after each row's last real slot (B, d), sum of its states 0..length (B, d)): the
+        sum (with length + 1 terms) feeds a mean over a whole history cut into chunks."""
+        length = batch["length"]
+        taken = torch.arange(hidden.shape[1], device=hidden.device)[None] <= length[:, None]
+        total = (hidden.float() * taken[..., None]).sum(1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), length], total
+
+    def content_vectors(self, content: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Unit vectors of items from their content rows (`ids`, `price`, `tokens`, `has_tokens`, (m, ...))."""
+        rows = self.embed.content({k: v[None] for k, v in content.items()})[0]
+        return F.normalize(self.item_content_out(rows), dim=-1)
 
     def key_vectors(self, keys: torch.Tensor, out: nn.Linear) -> torch.Tensor:
         """Unit vectors of item / URL keys (row0 * hash_rows + row1) from the shared table."""

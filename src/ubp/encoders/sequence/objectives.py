@@ -3,9 +3,11 @@ and the optional future window (sampled softmax over the ids of an event in the 
 
 Hidden state i (after i events) predicts event i, so a batch's targets are its own events
 (the future window's targets come with the batch: `future_ids`, `future_valid`, see future.py).
-Each objective is the mean over its own target positions; padding is never a target, and a
-state-0 prediction counts only where the chunk starts the user's history (elsewhere the
-start vector would be asked to guess the middle of a history it cannot see).
+Each objective is the sum over its own target positions divided by its mean number of targets
+per batch over the training data (`scale`; so every target weighs the same whatever the length
+of its chunk), or without `scale` the mean over the batch's targets. Padding and now tokens are
+never targets, and a state-0 prediction counts only where the chunk starts the user's history
+(elsewhere the start vector would be asked to guess the middle of a history it cannot see).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class ItemVocabulary:
 
     keys: torch.Tensor  # int64 (V,) sorted
     log_popularity: torch.Tensor  # float32 (V,): log of each key's share of item events
+    content: dict[str, torch.Tensor] | None = None  # each key's content rows (`ids`, `price`, `tokens`, `has_tokens`)
 
 
 def sampled_softmax(
@@ -86,8 +89,15 @@ def objective_losses(
     vocab: ItemVocabulary,
     generator: torch.Generator,
     compact: bool | None = None,
+    urls: ItemVocabulary | None = None,
+    scale: dict[str, float] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Per-objective mean losses of one batch (only the objectives with weight > 0).
+    """Per-objective losses of one batch (only the objectives with weight > 0).
+
+    `urls`: the URL vocabulary, for the logQ correction of NUP's in-batch negatives; `scale`:
+    each objective's mean target count per batch (the loss is its sum over targets divided by
+    it), else each loss is its batch mean. With `vocab.content`, NIP's candidate vectors come
+    from the items' content.
 
     Every loss is a mask-weighted mean and candidates are deduplicated by masking, so on a GPU
     shapes never depend on the data and the step needs no host synchronisation; `generator`
@@ -101,18 +111,21 @@ def objective_losses(
     event_type = batch["event_type"]
     position = torch.arange(event_type.shape[1], device=event_type.device)
     real = position[None] < batch["length"][:, None]
-    predict = real & ((position[None] > 0) | is_first[:, None])
+    is_now = batch.get("is_now", torch.zeros_like(real))
+    after_now = F.pad(is_now[:, :-1], (1, 0))  # its gap input is from the event before the now token
+    predict = real & ~is_now & ((position[None] > 0) | is_first[:, None])
     event_type, ids = event_type.flatten(), batch["ids"].flatten(0, 1)
+    reduce = functools.partial(_reduce, scale=scale or {})
     rows = cfg.hash_rows
     caps = batch.get("caps", {})
     losses: dict[str, torch.Tensor] = {}
     if cfg.netp_weight > 0:
         mask, h, target = _targets(compact, predict.flatten(), hidden, event_type)
-        losses["netp"] = _masked_mean(F.cross_entropy(model.next_type(h).float(), target, reduction="none"), mask)
+        losses["netp"] = reduce("netp", F.cross_entropy(model.next_type(h).float(), target, reduction="none"), mask)
     if cfg.tdp_weight > 0:
-        has_gap = (real & (position[None] > 0)).flatten()
+        has_gap = (real & ~is_now & ~after_now & (position[None] > 0)).flatten()
         mask, h, log_gap = _targets(compact, has_gap, hidden, batch["log_gap"].flatten())
-        losses["tdp"] = _masked_mean((model.next_gap(h).squeeze(-1).float() - log_gap).square(), mask)
+        losses["tdp"] = reduce("tdp", (model.next_gap(h).squeeze(-1).float() - log_gap).square(), mask)
     if cfg.nip_weight > 0:
         is_item = functools.reduce(torch.logical_or, (event_type == int(t) for t in ITEM_TYPES))
         mask = predict.flatten() & is_item & (ids[:, 0] > 0)
@@ -128,21 +141,27 @@ def objective_losses(
         )
         log_q = _log_expected_count(table_keys, vocab, mask.sum(), len(negatives))
         queries = F.normalize(model.item_query(h), dim=-1)
-        vectors = model.key_vectors(table_keys, model.item_out)
+        if vocab.content is None:
+            vectors = model.key_vectors(table_keys, model.item_out)
+        else:
+            at = torch.searchsorted(vocab.keys, table_keys).clamp(max=max(len(vocab.keys) - 1, 0))
+            vectors = model.content_vectors({k: v[at] for k, v in vocab.content.items()})
         error = sampled_softmax(queries, keys, candidates, vectors, cfg.temperature, log_q, keep)
-        losses["nip"] = _masked_mean(error, mask)
+        losses["nip"] = reduce("nip", error, mask)
     if cfg.nup_weight > 0:
         mask = predict.flatten() & (event_type == int(EventType.PAGE_VISIT)) & (ids[:, 4] > 0)
         mask, h, keys = _targets(compact, mask, hidden, ids[:, 4] * rows + ids[:, 5], cap=caps.get("nup"))
         candidates, keep, table_keys = distinct_candidates(keys, mask)  # in-batch negatives
+        # in-batch negatives are drawn by popularity: each one's expected count is subtracted (logQ)
+        log_q = None if urls is None else _log_expected_count(table_keys, urls, mask.sum(), 0)
         queries = F.normalize(model.url_query(h), dim=-1)
         vectors = model.key_vectors(table_keys, model.url_out)
-        error = sampled_softmax(queries, keys, candidates, vectors, cfg.temperature, keep=keep)
-        losses["nup"] = _masked_mean(error, mask)
+        error = sampled_softmax(queries, keys, candidates, vectors, cfg.temperature, log_q, keep)
+        losses["nup"] = reduce("nup", error, mask)
     if cfg.future_window_weight > 0:
         valid, h, labels = _targets(compact, batch["future_valid"].flatten(), after, batch["future_ids"].flatten(0, 1),
                                     cap=caps.get("future_window"))
-        losses["future_window"] = _future_window_loss(model, h, labels, valid, cfg)
+        losses["future_window"] = _future_window_loss(model, h, labels, valid, cfg) / _count(valid, scale, "future_window")
     return losses
 
 
@@ -177,7 +196,7 @@ def sampled_softmax_caps(event_type: np.ndarray, ids: np.ndarray, real: np.ndarr
 def _future_window_loss(
     model: SequenceModel, after: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, cfg: SequenceConfig
 ) -> torch.Tensor:
-    """Mean over positions with a future of the mean over the drawn event's ids of a sampled softmax.
+    """Sum over positions with a future of the mean over the drawn event's ids of a sampled softmax.
 
     Each id kind (SKU, category, URL) is its own softmax among the batch's ids of that kind
     (in-batch negatives), so a position's SKU and category never compete with each other.
@@ -195,15 +214,19 @@ def _future_window_loss(
         vectors = model.key_vectors(table_keys, out)
         error = sampled_softmax(queries, keys, candidates, vectors, cfg.temperature, keep=keep)
         loss = loss + torch.where(has, error * share, 0.0).sum()
-    return loss / _count(valid)
+    return loss
 
 
-def vocabulary_tensors(keys: np.ndarray, counts: np.ndarray, device: torch.device | str = "cpu") -> ItemVocabulary:
-    """Vocabulary tensors from `tokens.item_vocabulary` output."""
+def vocabulary_tensors(keys: np.ndarray, counts: np.ndarray, device: torch.device | str = "cpu",
+                       content: dict[str, np.ndarray] | None = None) -> ItemVocabulary:
+    """Vocabulary tensors from `tokens.item_vocabulary` output (with `content`: each key's content rows)."""
     counts = torch.as_tensor(counts, dtype=torch.float64)
     share = counts / counts.sum().clamp(min=1)
     return ItemVocabulary(
-        keys=torch.as_tensor(keys, dtype=torch.int64).to(device), log_popularity=share.log().float().to(device)
+        keys=torch.as_tensor(keys, dtype=torch.int64).to(device), log_popularity=share.log().float().to(device),
+        content=None if content is None else {
+            k: torch.as_tensor(v).to(device).long() if v.dtype != bool else torch.as_tensor(v).to(device)
+            for k, v in content.items()},
     )
 
 
@@ -214,14 +237,17 @@ def _log_expected_count(candidates: torch.Tensor, vocab: ItemVocabulary, n_batch
     index = torch.searchsorted(vocab.keys, candidates).clamp(max=len(vocab.keys) - 1)
     known = vocab.keys[index] == candidates
     popularity = torch.where(known, vocab.log_popularity[index].exp(), torch.zeros_like(index, dtype=torch.float32))
-    expected = n_batch * popularity + n_uniform / len(vocab.keys)
+    expected = n_batch * popularity + n_uniform / len(vocab.keys)  # keys outside the vocabulary: never targets
     return expected.clamp(min=1e-12).log()
 
 
-def _count(mask: torch.Tensor) -> torch.Tensor:
+def _count(mask: torch.Tensor, scale: dict[str, float] | None = None, name: str = "") -> torch.Tensor | float:
+    """What a loss's sum is divided by: the objective's mean target count per batch, else the batch's count."""
+    if scale and name in scale:
+        return scale[name]
     return mask.sum().clamp(min=1)
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of `values` where `mask` holds (0 when it holds nowhere); other values, even inf, never leak in."""
-    return torch.where(mask, values, 0.0).sum() / _count(mask)
+def _reduce(name: str, values: torch.Tensor, mask: torch.Tensor, scale: dict[str, float]) -> torch.Tensor:
+    """Sum of `values` where `mask` holds over `_count` (0 when it holds nowhere); other values, even inf, never leak in."""
+    return torch.where(mask, values, 0.0).sum() / _count(mask, scale, name)

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import weakref
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,14 @@ class Tokens:
     row_price: np.ndarray  # int16 (R,): price bucket + 1; 0 = missing
     row_text: np.ndarray  # uint8 (R, 16): name (items) or query (searches) tokens
     row_has_text: np.ndarray  # bool (R,)
+    cutoff: int | None = None  # microseconds since the epoch: the cutoff of the window (None: just after the last event)
+
+    @property
+    def now(self) -> int:
+        """The moment the window's users are embedded at: its cutoff."""
+        if self.cutoff is not None:
+            return self.cutoff
+        return int(self.timestamp.max(initial=0)) + 1
 
     @property
     def lengths(self) -> np.ndarray:
@@ -124,7 +133,7 @@ class Tokens:
 
     @property
     def nbytes(self) -> int:
-        return sum(getattr(self, f).nbytes for f in self.__dataclass_fields__)
+        return sum(getattr(self, f).nbytes for f in self.__dataclass_fields__ if f != "cutoff")
 
 
 @dataclass(frozen=True)
@@ -193,11 +202,11 @@ def tokenize(
         if not (path / "tokens.json").is_file():
             with atomic.atomic_dir(path) as tmp:
                 _write(window, hash_rows, price_buckets, client_ids, tmp)
-        return open_tokens(path)
+        return open_tokens(path, epoch_us(window.cutoff))
     tmp = Path(tempfile.mkdtemp(prefix="ubp-tokens-"))
     try:
         _write(window, hash_rows, price_buckets, client_ids, tmp)
-        tokens = open_tokens(tmp)
+        tokens = open_tokens(tmp, epoch_us(window.cutoff))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -241,8 +250,13 @@ def _write(window: InputWindow, hash_rows: int, price_buckets: int, client_ids: 
     atomic.write_json(out / "tokens.json", {"format": FORMAT, **counts})
 
 
-def open_tokens(path: Path) -> Tokens:
-    """Memory-map a token folder written by `tokenize`."""
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since the epoch, converted exactly as the events' timestamps are."""
+    return int(pl.Series([moment]).cast(pl.Datetime("us")).dt.epoch("us")[0])
+
+
+def open_tokens(path: Path, cutoff: int | None = None) -> Tokens:
+    """Memory-map a token folder written by `tokenize`; `cutoff` is the window's (see `Tokens.now`)."""
     counts = json.loads((path / "tokens.json").read_text())
     n, r, u = counts["events"], counts["rows"], counts["users"]
 
@@ -262,6 +276,7 @@ def open_tokens(path: Path) -> Tokens:
         row_price=array("price", np.int16, (r,)),
         row_text=array("text", np.uint8, (r, VECTOR_LEN)),
         row_has_text=array("has_text", np.bool_, (r,)),
+        cutoff=cutoff,
     )
 
 
@@ -301,10 +316,18 @@ def training_chunks(tokens: Tokens, max_len: int) -> tuple[np.ndarray, np.ndarra
     return start, end, start == tokens.offsets[:-1][user]
 
 
-def inference_windows(tokens: Tokens, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """The last `max_len` events of every user (empty for users without events)."""
-    end = tokens.offsets[1:]
-    return np.maximum(tokens.offsets[:-1], end - max_len), end
+def history_chunks(tokens: Tokens, size: int, whole: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user, start, end) of the chunks a user is embedded from: the last `size` events, and with
+    `whole` every earlier `size` events too, aligned to the end; the last chunk of a user comes
+    last among theirs. A user without events has one empty chunk."""
+    if not whole:
+        end = tokens.offsets[1:]
+        return np.arange(len(end)), np.maximum(tokens.offsets[:-1], end - size), end
+    n_chunks = np.maximum(-(-tokens.lengths // size), 1)
+    user = np.repeat(np.arange(len(n_chunks)), n_chunks)
+    back = np.cumsum(n_chunks)[user] - 1 - np.arange(len(user))  # chunks after this one
+    end = tokens.offsets[1:][user] - back * size
+    return user, np.maximum(tokens.offsets[:-1][user], end - size), end
 
 
 def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -333,37 +356,70 @@ def width_multiple(device: torch.device | str) -> int:
 
 
 def make_batch(
-    tokens: Tokens, start: np.ndarray, end: np.ndarray, device: torch.device | str = "cpu", width: int | None = None
+    tokens: Tokens, start: np.ndarray, end: np.ndarray, device: torch.device | str = "cpu", width: int | None = None,
+    now: np.ndarray | None = None, now_before_last: bool = False,
 ) -> dict:
-    """Right-padded (B, width) tensors of the events start[b]:end[b]; `length` says how many are real.
+    """Right-padded (B, width) tensors of the events start[b]:end[b]; `length` says how many slots are real.
 
-    `width` defaults to the longest chunk.
+    With `now` (B,) (microseconds since the epoch), every row also gets a "now" token (`is_now`)
+    after its events, or with `now_before_last` before its last event (in training the state
+    after it predicts that event), and every event gets `log_until`: log1p(days from it to now).
+    The now token carries the time from the event before it to now (`log_gap`), now's weekday,
+    hour and log1p(days since the user's first event). `width` defaults to the longest row.
     """
-    length = (end - start).astype(np.int64)
+    count = (end - start).astype(np.int64)
+    with_now = now is not None
+    length = count + with_now
     width = max(int(length.max(initial=0)), 1) if width is None else width
     pos = np.arange(width)
     real = pos[None, :] < length[:, None]
-    index = np.where(real, start[:, None] + pos[None, :], 0)
+    before = np.maximum(count - now_before_last, 0) if with_now else length  # events before the now token
+    is_now = real & (pos[None, :] == before[:, None]) if with_now else np.zeros(real.shape, bool)
+    index = np.where(real & ~is_now, start[:, None] + pos[None, :] - (pos[None, :] > before[:, None]), 0)
     if tokens.n_events == 0:
         index = np.zeros_like(index)
         tokens = _one_dummy_event()
-    row = tokens.row[index]
+    row = np.where(is_now, 0, tokens.row[index])
 
     def tensor(a: np.ndarray) -> torch.Tensor:
         return to_device(np.ascontiguousarray(a), device)
 
     time = tokens.time_features(index)
-    return {
+    batch = {
         "length": to_device(length, device),
         "event_type": tensor(tokens.event_type[index]).long(),
-        "ids": tensor(tokens.row_ids[row]).long(),
-        "price": tensor(tokens.row_price[row]).long(),
-        "tokens": tensor(tokens.row_text[row]).long(),
-        "has_tokens": tensor(tokens.row_has_text[row]),
-        "weekday": tensor(time["weekday"]).long(),
-        "hour": tensor(time["hour"]).long(),
-        "log_gap": tensor(time["log_gap"]),
-        "log_age": tensor(time["log_age"]),
+        "ids": tensor(np.where(is_now[..., None], 0, tokens.row_ids[row])).long(),
+        "price": tensor(np.where(is_now, 0, tokens.row_price[row])).long(),
+        "tokens": tensor(np.where(is_now[..., None], 0, tokens.row_text[row])).long(),
+        "has_tokens": tensor(tokens.row_has_text[row] & ~is_now),
+    }
+    if with_now:
+        now_row = now[:, None].astype(np.int64)
+        until = np.maximum(now_row - tokens.timestamp[index], 0)
+        time["log_until"] = np.where(is_now, 0, np.log1p(until / US_PER_DAY)).astype(np.float32)
+        for name, value in now_features(tokens, start, start + before, count > 0, now).items():
+            time[name] = np.where(is_now, value[:, None], time[name]).astype(time[name].dtype)
+        batch["is_now"] = tensor(is_now)
+    return batch | {name: tensor(value).long() if value.dtype == np.uint8 else tensor(value) for name, value in time.items()}
+
+
+def now_features(tokens: Tokens, start: np.ndarray, after: np.ndarray, has_events: np.ndarray,
+                 now: np.ndarray) -> dict[str, np.ndarray]:
+    """Calendar and gaps of the now token of rows whose events begin at global event `start` (B,),
+    placed before global event `after`: now's weekday and hour, log1p(hours since the user's event
+    before it) and log1p(days since the user's first event); 0 where the user has no event before it."""
+    days, us_of_day = np.divmod(now.astype(np.int64), np.int64(US_PER_DAY))
+    first = tokens.offsets[np.searchsorted(tokens.offsets, start, side="right") - 1]
+    seen = has_events & (after > first)
+
+    def since(event: np.ndarray, unit: int) -> np.ndarray:
+        return np.where(seen, np.log1p(np.maximum(now - tokens.timestamp[np.where(seen, event, 0)], 0) / unit), 0)
+
+    return {
+        "weekday": ((days + 3) % 7).astype(np.uint8),
+        "hour": (us_of_day // np.int64(US_PER_HOUR)).astype(np.uint8),
+        "log_gap": since(after - 1, US_PER_HOUR).astype(np.float32),
+        "log_age": since(first, US_PER_DAY).astype(np.float32),
     }
 
 
@@ -389,6 +445,31 @@ def item_vocabulary(tokens: Tokens, hash_rows: int) -> tuple[np.ndarray, np.ndar
 
     Feeds the uniform NIP negatives and the logQ popularity correction.
     """
-    is_item = np.isin(tokens.event_type, [int(t) for t in ITEM_TYPES]) & (tokens.ids[:, 0] > 0)
-    keys = tokens.ids[is_item, 0].astype(np.int64) * hash_rows + tokens.ids[is_item, 1]
+    keys, _ = _item_keys(tokens, hash_rows)
     return np.unique(keys, return_counts=True)
+
+
+def url_vocabulary(tokens: Tokens, hash_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct URL keys of page visits with their counts: the popularity of NUP's in-batch negatives."""
+    visit = (tokens.event_type == int(EventType.PAGE_VISIT)) & (tokens.ids[:, 4] > 0)
+    keys = tokens.ids[visit, 4].astype(np.int64) * hash_rows + tokens.ids[visit, 5]
+    return np.unique(keys, return_counts=True)
+
+
+def item_content(tokens: Tokens, hash_rows: int) -> dict[str, np.ndarray]:
+    """Content rows of each `item_vocabulary` key, in its order, as `make_batch` gives them: the
+    item row of the key's first event (SKU, category, price bucket, name; no URL)."""
+    keys, rows = _item_keys(tokens, hash_rows)
+    _, first = np.unique(keys, return_index=True)
+    row = rows[first]
+    ids = tokens.row_ids[row].copy()
+    ids[:, 4:] = 0
+    return {"ids": ids, "price": tokens.row_price[row], "tokens": tokens.row_text[row],
+            "has_tokens": tokens.row_has_text[row]}
+
+
+def _item_keys(tokens: Tokens, hash_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(key, item row) of every item event with a SKU."""
+    is_item = np.isin(tokens.event_type, [int(t) for t in ITEM_TYPES]) & (tokens.ids[:, 0] > 0)
+    ids = tokens.ids[is_item]
+    return ids[:, 0].astype(np.int64) * hash_rows + ids[:, 1], np.asarray(tokens.row)[is_item]

@@ -24,6 +24,7 @@ from ubp.encoders.base import Run
 from ubp.encoders.sequence.future import FutureWindow, future_labels, future_window
 from ubp.encoders.sequence.model import SequenceModel
 from ubp.encoders.sequence.config import OBJECTIVES, SequenceConfig
+from ubp.layout import EventType
 from ubp.encoders.sequence.objectives import (
     ItemVocabulary,
     objective_losses,
@@ -31,13 +32,16 @@ from ubp.encoders.sequence.objectives import (
     vocabulary_tensors,
 )
 from ubp.encoders.sequence.tokens import (
+    ITEM_TYPES,
     Tokens,
     batch_width,
+    item_content,
     item_vocabulary,
     length_bucketed_batches,
     make_batch,
     to_device,
     training_chunks,
+    url_vocabulary,
     width_multiple,
 )
 from ubp.training import LoopOptions, Step, fingerprint, train_loop
@@ -52,13 +56,15 @@ class SequenceObjectives(nn.Module):
     DDP wraps this module, so every head that a loss uses runs inside the wrapped forward.
     """
 
-    def __init__(self, model: SequenceModel, cfg: SequenceConfig, vocab: ItemVocabulary) -> None:
+    def __init__(self, model: SequenceModel, cfg: SequenceConfig, vocab: ItemVocabulary,
+                 urls: ItemVocabulary | None = None, scale: dict[str, float] | None = None) -> None:
         super().__init__()
-        self.model, self.cfg, self.vocab = model, cfg, vocab
+        self.model, self.cfg, self.vocab, self.urls, self.scale = model, cfg, vocab, urls, scale
 
     def forward(self, batch: dict, step: Step) -> dict[str, torch.Tensor]:
         hidden = self.model(batch)
-        return objective_losses(self.model, hidden, batch, batch["is_first"], self.cfg, self.vocab, batch["generator"])
+        return objective_losses(self.model, hidden, batch, batch["is_first"], self.cfg, self.vocab, batch["generator"],
+                                urls=self.urls, scale=self.scale)
 
 
 class EpochBatches(Sequence):
@@ -83,6 +89,7 @@ class TrainingData:
         self.tokens, self.cfg, self.seed, self.device = tokens, cfg, seed, device
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.start, self.end, self.is_first = training_chunks(tokens, cfg.max_len)
+        self.user_first = tokens.offsets[:-1]
         self.steps_per_epoch = -(-len(self.start) // cfg.batch_size) // self.world  # equal on every rank
         self.future: FutureWindow | None = (
             future_window(tokens, cfg.future_window_days) if cfg.future_window_weight > 0 else None
@@ -95,13 +102,18 @@ class TrainingData:
         draws the negatives there.
         """
         start, end = self.start[chunk], self.end[chunk]
-        width = batch_width(end - start, width_multiple(self.device), self.cfg.max_len)
-        batch = make_batch(self.tokens, start, end, self.device, width)
+        with_now = self.cfg.time_to_cutoff
+        width = batch_width(end - start + with_now, width_multiple(self.device), self.cfg.max_len + with_now)
         seed = _step_seed(self.seed, step, self.rank)
         generator = torch.Generator().manual_seed(seed)
-        valid = None
+        valid = labels = None
         if self.future is not None:
-            labels, valid = future_labels(self.future, self.tokens.ids, start, end - start, generator, width)
+            labels, valid = future_labels(self.future, self.tokens.ids, start, end - start, generator, width - with_now)
+        now = self.now_times(start, end, generator) if with_now else None
+        batch = make_batch(self.tokens, start, end, self.device, width, now=now, now_before_last=True)
+        if labels is not None:
+            if with_now:  # the now token's slot has no future (its state sees nothing new)
+                labels, valid = (torch.from_numpy(_insert_slot(a.numpy(), end - start - 1)) for a in (labels, valid))
             batch.update(future_ids=to_device(labels, self.device), future_valid=to_device(valid, self.device))
         if self.device.type != "cpu":
             generator = torch.Generator(self.device).manual_seed(seed)
@@ -110,6 +122,38 @@ class TrainingData:
         caps = sampled_softmax_caps(self.tokens.event_type[index], self.tokens.ids[index], real,
                                     None if valid is None else valid.numpy())
         return {**batch, "is_first": to_device(self.is_first[chunk], self.device), "generator": generator, "caps": caps}
+
+    def now_times(self, start: np.ndarray, end: np.ndarray, generator: torch.Generator) -> np.ndarray:
+        """A training chunk's "now": a moment drawn uniformly between its last two events (the
+        time of the last where it is the user's first), so the now token's state learns to
+        predict the next event from any moment of the gap before it, as at a window's cutoff."""
+        ts = self.tokens.timestamp
+        last = ts[end - 1]
+        previous = np.where(end - 1 > self.user_first[self.chunk_user(start)], ts[np.maximum(end - 2, 0)], last)
+        draw = torch.rand(len(start), generator=generator, dtype=torch.float64).numpy()
+        return previous + np.floor(draw * (last - previous)).astype(np.int64)
+
+    def chunk_user(self, start: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.tokens.offsets, start, side="right") - 1
+
+    def target_scale(self) -> dict[str, float] | None:
+        """Each objective's mean target count per batch over the training chunks (for
+        `loss_normalisation = "tokens"`: a loss is its sum over targets divided by this)."""
+        if self.cfg.loss_normalisation != "tokens":
+            return None
+        t, n_chunks = self.tokens, len(self.start)
+        batches = max(-(-n_chunks // self.cfg.batch_size), 1)
+        item = np.isin(t.event_type, [int(k) for k in ITEM_TYPES]) & (t.ids[:, 0] > 0)
+        visit = (t.event_type == int(EventType.PAGE_VISIT)) & (t.ids[:, 4] > 0)
+        counts = {
+            "netp": t.n_events - int((~self.is_first).sum()),  # a later chunk's state 0 predicts nothing
+            "tdp": t.n_events - n_chunks * (1 + self.cfg.time_to_cutoff),  # no gap at a chunk's start or after now
+            "nip": int(item.sum()),
+            "nup": int(visit.sum()),
+        }
+        if self.future is not None:
+            counts["future_window"] = int((self.future.end > np.arange(1, t.n_events + 1)).sum())
+        return {name: max(count / batches, 1.0) for name, count in counts.items()}
 
     def fingerprint(self) -> str:
         t = self.tokens
@@ -140,7 +184,9 @@ def training(model: SequenceModel, tokens: Tokens, cfg: SequenceConfig, run: Run
     model.to(device).train()
     _freeze_unused_heads(model, cfg)
     data = TrainingData(tokens, cfg, run.seed, device)
-    vocab = vocabulary_tensors(*item_vocabulary(tokens, cfg.hash_rows), device=device)
+    content = item_content(tokens, cfg.hash_rows) if cfg.item_content else None
+    vocab = vocabulary_tensors(*item_vocabulary(tokens, cfg.hash_rows), device=device, content=content)
+    urls = vocabulary_tensors(*url_vocabulary(tokens, cfg.hash_rows), device=device) if cfg.nup_logq else None
     total = math.ceil(cfg.epochs * data.steps_per_epoch)
     total = min(total, cfg.max_steps) if cfg.max_steps else total
     optimizer = _optimizer(model, cfg)
@@ -157,7 +203,8 @@ def training(model: SequenceModel, tokens: Tokens, cfg: SequenceConfig, run: Run
         show_progress=run.show_progress,
         callback=callback,
     )
-    return Training(SequenceObjectives(model, cfg, vocab), data, optimizer, scheduler, options, total)
+    objectives = SequenceObjectives(model, cfg, vocab, urls, data.target_scale())
+    return Training(objectives, data, optimizer, scheduler, options, total)
 
 
 def train(
@@ -185,11 +232,22 @@ def _freeze_unused_heads(model: SequenceModel, cfg: SequenceConfig) -> None:
         model.next_gap: cfg.tdp_weight > 0,
         model.item_query: cfg.nip_weight > 0,
         model.url_query: cfg.nup_weight > 0,
-        model.item_out: cfg.nip_weight > 0 or cfg.future_window_weight > 0,
+        model.item_out: (cfg.nip_weight > 0 and not cfg.item_content) or cfg.future_window_weight > 0,
         model.url_out: cfg.nup_weight > 0 or cfg.future_window_weight > 0,
     }
+    if model.item_content_out is not None:
+        used[model.item_content_out] = cfg.nip_weight > 0
     for head, on in used.items():
         head.requires_grad_(on)
+
+
+def _insert_slot(array: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """(B, W, ...) → (B, W + 1, ...) with an empty (zero / False) slot inserted at `at[b]` in each row."""
+    pos = np.arange(array.shape[1] + 1)[None]
+    source = np.clip(pos - (pos > at[:, None]), 0, array.shape[1] - 1)
+    out = np.take_along_axis(array, source.reshape(*source.shape, *[1] * (array.ndim - 2)), axis=1)
+    empty = (pos == at[:, None]).reshape(*source.shape, *[1] * (array.ndim - 2))
+    return np.where(empty, np.zeros((), array.dtype), out)
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
