@@ -65,3 +65,17 @@ def test_matches_the_profile_normaliser_bit_for_bit(monkeypatch: pytest.MonkeyPa
     chunk = x[10:40].astype(np.float64)
     normaliser, _ = fit_normaliser(x, "standardize", 1.0, None, seed=0)
     assert np.array_equal(Standardizer.fit(x, clip=5.0, floor=1e-12).transform(chunk), normaliser.scale(chunk))
+
+
+def test_centre_l2_takes_the_column_means_off_then_scales_rows_to_sqrt_width(tmp_path) -> None:
+    """A block whose rows share a large common part: centre_l2 keeps what differs between them."""
+    from ubp.normaliser import Normaliser, fit_normaliser
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(50, 8)) * 0.1 + 5.0).astype(np.float32)
+    normaliser, _ = fit_normaliser(x, "centre_l2", 1.0, None, seed=0)
+    out = normaliser.apply(x.astype(np.float64))
+    centred = x - x.astype(np.float64).mean(0)
+    np.testing.assert_allclose(out, centred / np.linalg.norm(centred, axis=1, keepdims=True) * np.sqrt(8), rtol=1e-6)
+    normaliser.save(tmp_path / "n.npz")
+    np.testing.assert_array_equal(Normaliser.load(tmp_path / "n.npz").apply(x.astype(np.float64)), out)

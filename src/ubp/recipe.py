@@ -80,11 +80,20 @@ class Recipe:
         return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
+def shipped_recipes() -> list[str]:
+    """Names of the recipes shipped with the package (`ubp run --config NAME`)."""
+    return sorted(f.name.removesuffix(".toml") for f in resources.files("ubp.recipes").iterdir() if f.name.endswith(".toml"))
+
+
 def load_recipe(path: Path | str | None = None) -> Recipe:
-    """A recipe from TOML; None gives the default recipe shipped with the package."""
-    if path is None:
-        text = resources.files("ubp.recipes").joinpath("default.toml").read_text()
-        data, where = tomllib.loads(text), "default.toml"
+    """A recipe from a TOML file, or the shipped recipe of that name (e.g. `best`) where no such
+    file exists; None gives the default recipe shipped with the package."""
+    name = "default" if path is None else str(path)
+    if path is None or (not Path(path).exists() and name in shipped_recipes()):
+        text = resources.files("ubp.recipes").joinpath(f"{name}.toml").read_text()
+        data, where = tomllib.loads(text), f"{name}.toml"
+    elif not Path(path).exists():
+        raise ConfigError(f"{path}: config file not found (recipes shipped by name: {', '.join(shipped_recipes())})")
     else:
         data, where = load_toml(path), str(path)
     try:
