@@ -44,27 +44,29 @@ CHANGE_VARIANTS: dict[str, dict] = {
     "all changes": {},
 }
 VARIANTS = {**OBJECTIVE_VARIANTS, **CHANGE_VARIANTS}
-REFERENCES = ("baseline", "counts", "features")
+REFERENCES = ("baseline", "counts", "features", "default")  # default: the shipped default recipe
 
 
-def fit_and_score(job: tuple[str, str, dict, str, Path, Path, str, str, int]) -> tuple[str, dict, float, float]:
-    """Fit one block (a sequence variant or a reference), write its entry, score it; returns
-    per-task scores and timings. Fits are cached in `out/blocks` by options, so variants that
-    differ only in normalisation share one fit."""
+def fit_and_score(job: tuple[str, str, dict, str, bool, Path, Path, str, str, int]) -> tuple[str, dict, float, float]:
+    """Fit one block (a sequence variant or a reference; with `blend`, beside the default recipe's
+    blocks), write its entry, score it; returns per-task scores and timings. Fits are cached in
+    `out/blocks` by options, so variants that differ only in normalisation or blend share one fit."""
     import torch
 
     from ubp.data.window import InputWindow
     from ubp.encoders.base import Run
     from ubp.evaluation.evaluate import evaluate
     from ubp.profile import build_profile
-    from ubp.recipe import BlockSpec, Recipe
+    from ubp.recipe import BlockSpec, Recipe, load_recipe
 
     torch.set_num_threads(2)
-    name, block_name, options, normalise, data_dir, out, device, mode, orders = job
+    name, block_name, options, normalise, blend, data_dir, out, device, mode, orders = job
     slug = "".join(c if c.isalnum() else "_" for c in name)
-    block = BlockSpec(block_name, normalise=normalise, options=options)
+    default = load_recipe().blocks
+    blocks = default if block_name == "default" else (BlockSpec(block_name, normalise=normalise, options=options),)
+    blocks = (*default, *blocks) if blend else blocks
     t0 = time.perf_counter()
-    build_profile(InputWindow.open(data_dir), Recipe(blocks=(block,)), out / slug, out / "blocks",
+    build_profile(InputWindow.open(data_dir), Recipe(blocks=blocks), out / slug, out / "blocks",
                   Run(seed=0, device="cuda" if device == "cuda" else "cpu", show_progress=False))
     fit_s = time.perf_counter() - t0
     result = evaluate(data_dir, out / slug, out / f"{slug}_{mode}", mode=mode, device=device, orders=orders)
@@ -82,6 +84,7 @@ def main() -> None:
                     help="score every variant under each of these normalisations (one fit each)")
     ap.add_argument("--references", nargs="*", default=["baseline"], choices=REFERENCES,
                     help="reference blocks scored beside the variants (the first is what 'beats' counts against)")
+    ap.add_argument("--blend", action="store_true", help="score each variant beside the default recipe's blocks")
     ap.add_argument("--mode", choices=("full", "quick"), default="full")
     ap.add_argument("--orders", type=int, default=1)
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -90,9 +93,9 @@ def main() -> None:
 
     common = {"preset": args.preset, **parse_assignments(args.set)}
     tail = (args.data_dir, args.out, args.device, args.mode, args.orders)
-    jobs = [(r, r, {}, "auto", *tail) for r in args.references]
-    jobs += [(v if n == "auto" else f"{v} ({n})", "sequence", {**common, **VARIANTS[v]}, n, *tail)
-             for v in args.variants for n in args.normalise]
+    jobs = [(r, r, {}, "auto", False, *tail) for r in args.references]
+    jobs += [(("default + " if args.blend else "") + (v if n == "auto" else f"{v} ({n})"), "sequence",
+              {**common, **VARIANTS[v]}, n, args.blend, *tail) for v in args.variants for n in args.normalise]
     rows: dict[str, dict] = {}
     # spawn, not fork: polars', torch's and CUDA's state do not survive a fork
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
