@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from ubp.cli import main
 from ubp.config import ConfigError, parse_assignments
 from ubp.errors import InputError
-from ubp.recipe import BlockSpec, load_recipe
+from ubp.recipe import BlockSpec, load_recipe, shipped_recipes
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -27,6 +27,18 @@ def test_default_recipe_loads_and_is_frozen() -> None:
     assert recipe.blocks and all(isinstance(b, BlockSpec) for b in recipe.blocks)
     with pytest.raises(Exception):
         recipe.seed = 3  # type: ignore[misc]
+
+
+def test_shipped_recipes_load_by_name_and_a_missing_file_names_them(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a name is a shipped recipe only where no file of that name exists
+    assert "default" in shipped_recipes()
+    for name in shipped_recipes():
+        assert load_recipe(name).blocks
+    assert load_recipe("default") == load_recipe()
+    with pytest.raises(ConfigError, match=f"not found.*{', '.join(shipped_recipes())}"):
+        load_recipe("no_such_recipe")
+    (tmp_path / "default").write_text('[[blocks]]\nname = "random"\n')  # a file of that name wins
+    assert [b.name for b in load_recipe("default").blocks] == ["random"]
 
 
 def test_unknown_top_level_key_is_an_error(tmp_path: Path) -> None:
