@@ -62,8 +62,13 @@ def write_bytes(path: Path | str, data: bytes) -> None:
         f.write(data)
 
 
+def json_text(obj: Any) -> str:
+    """The one JSON layout ubp writes (sorted keys, so equal content gives equal bytes)."""
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
 def write_json(path: Path | str, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    write_text(path, json_text(obj))
 
 
 def save_npy(path: Path | str, array: np.ndarray) -> None:

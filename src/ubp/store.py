@@ -218,7 +218,9 @@ def save_npy(location: str | Path, array: np.ndarray) -> None:
 
 
 def write_json(location: str | Path, obj: Any) -> None:
-    write_bytes(location, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    from ubp.io import json_text
+
+    write_bytes(location, json_text(obj).encode())
 
 
 def sink_parquet(frame: pl.LazyFrame, location: str | Path) -> None:
