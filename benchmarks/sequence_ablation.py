@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -47,7 +48,7 @@ VARIANTS = {**OBJECTIVE_VARIANTS, **CHANGE_VARIANTS}
 REFERENCES = ("baseline", "counts", "features", "default")  # default: the shipped default recipe
 
 
-def fit_and_score(job: tuple[str, str, dict, str, bool, Path, Path, str, str, int]) -> tuple[str, dict, float, float]:
+def fit_and_score(job: tuple[str, str, dict, str, bool, Path, Path, str, str, int, int]) -> tuple[str, dict, float, float]:
     """Fit one block (a sequence variant or a reference; with `blend`, beside the default recipe's
     blocks), write its entry, score it; returns per-task scores and timings. Fits are cached in
     `out/blocks` by options, so variants that differ only in normalisation or blend share one fit."""
@@ -59,8 +60,8 @@ def fit_and_score(job: tuple[str, str, dict, str, bool, Path, Path, str, str, in
     from ubp.profile import build_profile
     from ubp.recipe import BlockSpec, Recipe, load_recipe
 
-    torch.set_num_threads(2)
-    name, block_name, options, normalise, blend, data_dir, out, device, mode, orders = job
+    name, block_name, options, normalise, blend, data_dir, out, device, mode, orders, threads = job
+    torch.set_num_threads(threads)
     slug = "".join(c if c.isalnum() else "_" for c in name)
     default = load_recipe().blocks
     blocks = default if block_name == "default" else (BlockSpec(block_name, normalise=normalise, options=options),)
@@ -89,10 +90,12 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=1)
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per job (0: the cores shared out among the jobs)")
     args = ap.parse_args()
 
     common = {"preset": args.preset, **parse_assignments(args.set)}
-    tail = (args.data_dir, args.out, args.device, args.mode, args.orders)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    tail = (args.data_dir, args.out, args.device, args.mode, args.orders, threads)
     jobs = [(r, r, {}, "auto", False, *tail) for r in args.references]
     jobs += [(("default + " if args.blend else "") + (v if n == "auto" else f"{v} ({n})"), "sequence",
               {**common, **VARIANTS[v]}, n, args.blend, *tail) for v in args.variants for n in args.normalise]

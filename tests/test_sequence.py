@@ -242,6 +242,15 @@ def test_same_seed_same_result_other_seed_differs(window: InputWindow) -> None:
     assert not np.allclose(a, c)
 
 
+def test_cpu_bf16_is_repeatable_and_close_to_float32(window: InputWindow) -> None:
+    """bf16 autocast on a CPU (an option: it pays only with native bf16) still gives one result per seed."""
+    ids = np.sort(tokenize(window, 2, 2).client_ids)
+    a, b = (fit(window, cpu_bf16=True).transform(window, ids) for _ in range(2))
+    f32 = fit(window).transform(window, ids)
+    np.testing.assert_array_equal(a, b)
+    assert 0 < np.abs(a - f32).max() < 0.25 * np.abs(f32).max()
+
+
 class Killed(Exception):
     pass
 

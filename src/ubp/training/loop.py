@@ -2,7 +2,7 @@
 
 A block hands the loop its batches (per epoch, already this rank's share), a forward that turns a
 batch into named losses, the objectives' weights, its optimisers and schedulers. The loop runs
-the steps (bf16 autocast on a GPU when asked, weighted sum, backward, optional gradient clipping,
+the steps (bf16 autocast when asked, weighted sum, backward, optional gradient clipping,
 optimiser and scheduler steps), checkpoints every `checkpoint_every` steps, at each epoch end and
 at the last step, and resumes from a checkpoint of the same settings. Under `torchrun` a forward
 that is a module is wrapped in DistributedDataParallel, so every head it runs is inside DDP's
@@ -57,7 +57,7 @@ class LoopOptions:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     weights: dict[str, float] | None = None  # objective weights; None: the forward returns one loss
     grad_clip: float | None = None
-    bf16: bool = False  # bf16 autocast of the forward, on a GPU only
+    bf16: bool = False  # bf16 autocast of the forward (the caller decides on which devices it pays)
     log_every: int = 50  # steps between reads of the losses (progress bar)
     show_progress: bool = False
     callback: Callback | None = None  # called after every step with the detached losses (on the device)
@@ -127,10 +127,9 @@ def train_step(
     options: LoopOptions,
     schedulers: Sequence[Any] = (),
 ) -> tuple[torch.Tensor, Losses]:
-    """One optimisation step: forward (bf16 autocast on a GPU if asked), weighted loss, backward,
+    """One optimisation step: forward (bf16 autocast if asked), weighted loss, backward,
     clipping, optimiser and scheduler steps. Returns the weighted loss and the named losses."""
-    autocast = options.bf16 and options.device.type == "cuda"
-    with torch.autocast(options.device.type, dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast(options.device.type, dtype=torch.bfloat16, enabled=options.bf16):
         losses = net(batch, step)
     loss = weighted_loss(losses, options.weights)
     for o in optimizers:

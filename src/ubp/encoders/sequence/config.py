@@ -7,10 +7,13 @@ parameters, "19m" / "126m" / "252m" for a GPU); any field can be overridden by n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ubp.config import ConfigError, from_dict
 from ubp.encoders.options import option
+
+if TYPE_CHECKING:
+    import torch
 
 # The training objectives; each has an option `<name>_weight` (0 switches it off).
 OBJECTIVES: tuple[str, ...] = ("nip", "nup", "netp", "tdp", "future_window")
@@ -60,6 +63,12 @@ class SequenceConfig:
     grad_clip: float = option(1.0, 'gradient-norm clip')
     checkpoint_every: int = option(500, 'steps between checkpoints')
     infer_batch_size: int = option(256, 'users per inference batch')
+    cpu_bf16: bool = option(False, 'bf16 autocast on a CPU too (always on a GPU): ~1.35x faster steps on a CPU with '
+                            'AVX512-BF16 or AMX, slower on one without')
+
+    def bf16_on(self, device: torch.device) -> bool:
+        """Whether training and inference autocast to bf16 on `device`."""
+        return device.type == "cuda" or self.cpu_bf16
 
     def __post_init__(self) -> None:
         if self.width % self.heads:

@@ -101,7 +101,7 @@ def embed_clients(model: SequenceModel, tokens: Tokens, client_ids: np.ndarray, 
         width = batch_width(end[rows] - start[rows] + with_now, width_multiple(device), cfg.max_len)
         now = np.full(len(rows), tokens.now, dtype=np.int64) if with_now else None
         batch = make_batch(tokens, start[rows], end[rows], device, width, now=now)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16_on(device)):
             state, summed = model.read_out(model(batch), batch)
         final = is_last[rows]
         last[user[rows][final]] = state.float().cpu().numpy()[final]
