@@ -23,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from ubp.config import parse_assignments
+from ubp.encoders.sequence.config import ADDED_OPTIONS
 from ubp.layout import TASKS
 
 # Objectives: each switched off in turn.
@@ -34,8 +35,7 @@ OBJECTIVE_VARIANTS: dict[str, dict] = {
     "without TDP": {"tdp_weight": 0.0},
 }
 # Design changes: each on its own on top of the block without any of them, then all together.
-BEFORE: dict = {"time_to_cutoff": False, "whole_history": False, "loss_normalisation": "batch",
-                "nup_logq": False, "item_content": False}
+BEFORE: dict = dict(ADDED_OPTIONS)
 CHANGE_VARIANTS: dict[str, dict] = {
     "before": BEFORE,
     "+ time to cutoff": {**BEFORE, "time_to_cutoff": True},

@@ -18,8 +18,9 @@ from ubp.config import ConfigError
 from ubp.data.window import InputWindow, write_window
 from ubp.encoders.base import Run
 from ubp.encoders.registry import REGISTRY
-from ubp.encoders.sequence.config import make_config
-from ubp.encoders.sequence.encoder import SequenceEncoder
+from ubp.config import to_dict
+from ubp.encoders.sequence.config import ADDED_OPTIONS, make_config
+from ubp.encoders.sequence.encoder import MODEL_FILE, SequenceEncoder
 from ubp.encoders.sequence.model import SequenceModel
 from ubp.encoders.sequence.objectives import objective_losses, sampled_softmax, vocabulary_tensors
 from ubp.encoders.sequence.tokens import batch_width, hash_rows_of, item_vocabulary, make_batch, tokenize, training_chunks
@@ -29,7 +30,7 @@ from ubp.training import CheckpointMismatch
 
 TINY = dict(max_len=16, batch_size=4)
 # the block without time to the cutoff, whole-history read-out, token-weighted losses, NUP logQ and item content
-BEFORE = dict(time_to_cutoff=False, whole_history=False, loss_normalisation="batch", nup_logq=False, item_content=False)
+BEFORE = dict(ADDED_OPTIONS)
 
 
 def random_window(root: Path, n_users: int = 10, seed: int = 0) -> InputWindow:
@@ -218,6 +219,21 @@ def test_transform_shapes_order_and_empty_history(tmp_path: Path) -> None:
     np.testing.assert_array_equal(encoder.transform(hand, ids[[2, 0]]), out[[2, 0]])
     encoder.save(tmp_path / "model")
     np.testing.assert_array_equal(REGISTRY["sequence"].load(tmp_path / "model").transform(hand, ids), out)
+
+
+def test_a_model_saved_before_the_added_options_loads_as_it_was(tmp_path: Path) -> None:
+    """A saved config without the options added later (time to cutoff, whole history, ...) loads with
+    them off, as it was trained, not with today's defaults (whose weights it lacks)."""
+    hand = handmade_window(tmp_path)
+    encoder = fit(hand, max_steps=2, **BEFORE)
+    ids = np.array([1, 2, 3], dtype=np.int64)
+    saved = {"config": {k: v for k, v in to_dict(encoder.config).items() if k not in BEFORE},
+             "state": encoder.model_.state_dict()}
+    (tmp_path / "old").mkdir()
+    torch.save(saved, tmp_path / "old" / MODEL_FILE)
+    old = REGISTRY["sequence"].load(tmp_path / "old")
+    assert old.config == encoder.config
+    np.testing.assert_array_equal(old.transform(hand, ids), encoder.transform(hand, ids))
 
 
 def test_empty_window_gives_the_empty_history_state(tmp_path: Path) -> None:

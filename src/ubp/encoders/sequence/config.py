@@ -15,6 +15,10 @@ from ubp.encoders.options import option
 if TYPE_CHECKING:
     import torch
 
+# Options added after sequence models were first saved, at the values such a model was trained with:
+# a saved config without them loads as what it was.
+ADDED_OPTIONS: dict[str, Any] = {"time_to_cutoff": False, "whole_history": False, "item_content": False,
+                                 "loss_normalisation": "batch", "nup_logq": False}
 # The training objectives; each has an option `<name>_weight` (0 switches it off).
 OBJECTIVES: tuple[str, ...] = ("nip", "nup", "netp", "tdp", "future_window")
 

@@ -12,7 +12,7 @@ import torch
 from ubp.config import from_dict, to_dict
 from ubp.data.window import InputWindow
 from ubp.encoders.base import Run, check_fitted
-from ubp.encoders.sequence.config import SequenceConfig, make_config
+from ubp.encoders.sequence.config import ADDED_OPTIONS, SequenceConfig, make_config
 from ubp.encoders.sequence.model import SequenceModel
 from ubp.encoders.sequence.tokens import (
     Tokens,
@@ -64,7 +64,7 @@ class SequenceEncoder:
     @classmethod
     def load(cls, path: Path) -> "SequenceEncoder":
         saved = torch.load(Path(path) / MODEL_FILE, map_location="cpu", weights_only=True)
-        encoder = cls(from_dict(SequenceConfig, saved["config"], str(path)))
+        encoder = cls(from_dict(SequenceConfig, {**ADDED_OPTIONS, **saved["config"]}, str(path)))
         encoder.model_ = SequenceModel(encoder.config)
         encoder.model_.load_state_dict(saved["state"])
         encoder.model_.eval()
