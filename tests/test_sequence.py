@@ -14,11 +14,10 @@ import torch.nn.functional as F
 from handmade_window import CUTOFF, EVENTS, PRODUCTS, handmade_window
 
 from ubp.encoders import create
-from ubp.config import ConfigError
+from ubp.config import ConfigError, to_dict
 from ubp.data.window import InputWindow, write_window
 from ubp.encoders.base import Run
 from ubp.encoders.registry import REGISTRY
-from ubp.config import to_dict
 from ubp.encoders.sequence.config import ADDED_OPTIONS, make_config
 from ubp.encoders.sequence.encoder import MODEL_FILE, SequenceEncoder
 from ubp.encoders.sequence.model import SequenceModel
