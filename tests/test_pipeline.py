@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from ubp.cli import main
 from ubp.entry import read_entry
-from ubp.profile import BlockMatrix, blend, normalise
+from ubp.profile import BlockMatrix, blend, block_key, normalise
 from ubp.recipe import BlockSpec, Recipe
 
 RECIPE = """
@@ -59,6 +59,15 @@ def test_run_end_to_end_then_refit_only_the_changed_block(tiny_world: Path, tmp_
 
 def _block(name: str, matrix: np.ndarray, **kw) -> BlockMatrix:
     return BlockMatrix(BlockSpec(name, **kw), matrix.astype(np.float32), cached=False, seconds=0.0)
+
+
+def test_one_configuration_spelt_two_ways_shares_one_fit_key() -> None:
+    def key(name: str, **options) -> dict:
+        return block_key(BlockSpec(name, options=options), 0, None, "window")
+
+    assert key("sequence", epochs=1) == key("sequence", preset="cpu", epochs=1.0, width=128)  # the cpu preset's width
+    assert key("sequence", epochs=1) != key("sequence", epochs=2)
+    assert key("features") == key("features", **{}) != key("counts")
 
 
 def test_blend_normalises_weights_and_drops_zero_weight_blocks() -> None:

@@ -24,6 +24,7 @@ from ubp.chunks import spans
 from ubp.data.history import no_history
 from ubp.data.window import MANIFEST, PRODUCTS, RELEVANT, InputWindow
 from ubp.encoders import REGISTRY, create
+from ubp.encoders.registry import block_options
 from ubp.encoders.base import Run
 from ubp import store
 from ubp.entry import write_entry
@@ -31,7 +32,7 @@ from ubp.fingerprint import code_version, digest, files_fingerprint
 from ubp.io import save_npy, write_json
 from ubp.normaliser import Normaliser, fit_normaliser
 from ubp.recipe import BlockSpec, Recipe
-from ubp.config import ConfigError
+from ubp.config import ConfigError, to_dict
 from ubp.errors import input_error
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,14 @@ def window_fingerprint(window: InputWindow) -> str:
 
 
 def block_key(spec: BlockSpec, seed: int, window: InputWindow, window_fp: str) -> dict:
-    """Everything a fitted block depends on (not its weight or normalisation: those act after it)."""
+    """Everything a fitted block depends on (not its weight or normalisation: those act after it).
+
+    The options enter as the block resolves them (defaults and preset filled in, `1` and `1.0`
+    alike), so two spellings of one configuration share one fit."""
     cls = REGISTRY[spec.name]
-    key = {"block": spec.name, "options": spec.options, "seed": seed, "code": code_version(cls.__module__),
+    resolved = block_options(spec.name, spec.options)
+    options = spec.options if resolved is None else to_dict(resolved)
+    key = {"block": spec.name, "options": options, "seed": seed, "code": code_version(cls.__module__),
            "window": window_fp}
     beside = getattr(cls, "reads_beside_window", ())  # files a block reads in DIR beside the window (the oracle)
     if beside:
