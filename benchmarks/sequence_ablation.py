@@ -43,12 +43,13 @@ CHANGE_VARIANTS: dict[str, dict] = {
     "+ token losses, NUP logQ": {**BEFORE, "loss_normalisation": "tokens", "nup_logq": True},
     "+ item content": {**BEFORE, "item_content": True},
     "all changes": {},
+    "all changes + activity": {"activity_weight": 1.0},
 }
 VARIANTS = {**OBJECTIVE_VARIANTS, **CHANGE_VARIANTS}
 REFERENCES = ("baseline", "counts", "features", "default")  # default: the shipped default recipe
 
 
-def fit_and_score(job: tuple[str, str, dict, str, bool, Path, Path, str, str, int, int]) -> tuple[str, dict, float, float]:
+def fit_and_score(job: tuple[str, str, dict, str, bool, Path, Path, str, str, int, int, int]) -> tuple[str, dict, float, float]:
     """Fit one block (a sequence variant or a reference; with `blend`, beside the default recipe's
     blocks), write its entry, score it; returns per-task scores and timings. Fits are cached in
     `out/blocks` by options, so variants that differ only in normalisation or blend share one fit."""
@@ -60,7 +61,7 @@ def fit_and_score(job: tuple[str, str, dict, str, bool, Path, Path, str, str, in
     from ubp.profile import build_profile
     from ubp.recipe import BlockSpec, Recipe, load_recipe
 
-    name, block_name, options, normalise, blend, data_dir, out, device, mode, orders, threads = job
+    name, block_name, options, normalise, blend, data_dir, out, device, mode, orders, threads, seed = job
     torch.set_num_threads(threads)
     slug = "".join(c if c.isalnum() else "_" for c in name)
     default = load_recipe().blocks
@@ -68,7 +69,7 @@ def fit_and_score(job: tuple[str, str, dict, str, bool, Path, Path, str, str, in
     blocks = (*default, *blocks) if blend else blocks
     t0 = time.perf_counter()
     build_profile(InputWindow.open(data_dir), Recipe(blocks=blocks), out / slug, out / "blocks",
-                  Run(seed=0, device="cuda" if device == "cuda" else "cpu", show_progress=False))
+                  Run(seed=seed, device="cuda" if device == "cuda" else "cpu", show_progress=False))
     fit_s = time.perf_counter() - t0
     result = evaluate(data_dir, out / slug, out / f"{slug}_{mode}", mode=mode, device=device, orders=orders)
     return name, result.scores["tasks"], fit_s, time.perf_counter() - t0 - fit_s
@@ -91,11 +92,12 @@ def main() -> None:
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch threads per job (0: the cores shared out among the jobs)")
+    ap.add_argument("--seed", type=int, default=0, help="the fits' seed (weights, batches, negatives)")
     args = ap.parse_args()
 
     common = {"preset": args.preset, **parse_assignments(args.set)}
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
-    tail = (args.data_dir, args.out, args.device, args.mode, args.orders, threads)
+    tail = (args.data_dir, args.out, args.device, args.mode, args.orders, threads, args.seed)
     jobs = [(r, r, {}, "auto", False, *tail) for r in args.references]
     jobs += [(("default + " if args.blend else "") + (v if n == "auto" else f"{v} ({n})"), "sequence",
               {**common, **VARIANTS[v]}, n, args.blend, *tail) for v in args.variants for n in args.normalise]

@@ -270,19 +270,25 @@ class Killed(Exception):
     pass
 
 
-def test_resume_after_kill_matches_an_unbroken_run(window: InputWindow, tmp_path: Path) -> None:
-    options = dict(max_steps=8, checkpoint_every=4, warmup_steps=3)
-    unbroken = fit(window, work_dir=tmp_path / "a", **options).model_.state_dict()
+def assert_resumes_exactly(window: InputWindow, work_dir: Path, unbroken: dict, kill_at: int, **options) -> None:
+    """A fit killed after step `kill_at` and run again in `work_dir` ends with the unbroken run's weights."""
 
     def kill(step: int, losses: dict) -> None:
-        if step == 5:  # one step past the checkpoint at 4: that step is lost and redone
+        if step == kill_at:
             raise Killed
 
     with pytest.raises(Killed):
-        fit(window, work_dir=tmp_path / "b", callback=kill, **options)
-    resumed = fit(window, work_dir=tmp_path / "b", **options).model_.state_dict()
+        fit(window, work_dir=work_dir, callback=kill, **options)
+    resumed = fit(window, work_dir=work_dir, **options).model_.state_dict()
     for name, value in unbroken.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_resume_after_kill_matches_an_unbroken_run(window: InputWindow, tmp_path: Path) -> None:
+    options = dict(max_steps=8, checkpoint_every=4, warmup_steps=3)
+    unbroken = fit(window, work_dir=tmp_path / "a", **options).model_.state_dict()
+    # killed one step past the checkpoint at 4: that step is lost and redone
+    assert_resumes_exactly(window, tmp_path / "b", unbroken, 5, **options)
     with pytest.raises(CheckpointMismatch, match=r"other settings: config\.lr \(checkpoint 0\.001, now 0\.5\)"):
         fit(window, work_dir=tmp_path / "b", **{**options, "lr": 0.5})
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from handmade_window import CUTOFF, events_frame, handmade_window
-from test_sequence import BEFORE, TINY, Killed, fit, one_thread, window  # noqa: F401 (fixtures)
+from test_sequence import BEFORE, TINY, assert_resumes_exactly, fit, one_thread, window  # noqa: F401 (fixtures)
 
 from ubp.ablation import variants
 from ubp.data.window import InputWindow
@@ -169,16 +169,7 @@ def test_fit_with_future_window_trains_it_and_resumes_exactly(window: InputWindo
         float(sum(v for k, v in logged[0].items() if k != "future_window") + 0.5 * logged[0]["future_window"])
     )
     assert unbroken.model_.future_query is not None
-
-    def kill(step: int, losses: dict) -> None:
-        if step == 4:
-            raise Killed
-
-    with pytest.raises(Killed):
-        fit(window, work_dir=tmp_path / "b", callback=kill, **options)
-    resumed = fit(window, work_dir=tmp_path / "b", **options).model_.state_dict()
-    for name, value in unbroken.model_.state_dict().items():
-        torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
+    assert_resumes_exactly(window, tmp_path / "b", unbroken.model_.state_dict(), 4, **options)
 
 
 def test_ablation_lists_future_window_only_when_on() -> None:

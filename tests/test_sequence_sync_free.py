@@ -76,6 +76,9 @@ def reference_losses(model, hidden, batch, is_first, cfg, vocab, generator, urls
         candidates = torch.unique(keys)
         total = total + softmax(queries[has], keys, candidates, model.key_vectors(candidates, out), weights=share[has])
     losses["future_window"] = total / count(valid, "future_window")
+    has = batch["activity_valid"]
+    error = (model.next_activity(after[has]).float() - batch["activity"][has]).square().mean(-1)
+    losses["activity"] = error.sum() / count(has, "activity")
     return losses
 
 
@@ -84,9 +87,10 @@ def reference_losses(model, hidden, batch, is_first, cfg, vocab, generator, urls
 def test_losses_and_gradients_equal_the_plain_reference_on_the_same_batches(window: InputWindow, mode: str,
                                                                             block: str) -> None:
     """Fixed shapes (every position, or the host's power-of-two bound) as on a GPU, or compacted as on a CPU;
-    for the block as it is (now token, item content, token-weighted losses, NUP logQ) and without those."""
+    for the block as it is (now token, item content, token-weighted losses, NUP logQ) and without those;
+    with the optional objectives (future window, activity) on."""
     options = BEFORE if block == "before" else {}
-    cfg = make_config("tiny", **TINY, **options, future_window_weight=0.5, uniform_negatives=16)
+    cfg = make_config("tiny", **TINY, **{**options, "future_window_weight": 0.5, "activity_weight": 0.5}, uniform_negatives=16)
     tokens = tokenize(window, cfg.hash_rows, cfg.price_buckets)
     data = TrainingData(tokens, cfg, seed=0, device=torch.device("cpu"))
     content = item_content(tokens, cfg.hash_rows) if cfg.item_content else None

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 # Options added after sequence models were first saved, at the values such a model was trained with:
 # a saved config without them loads as what it was.
 ADDED_OPTIONS: dict[str, Any] = {"time_to_cutoff": False, "whole_history": False, "item_content": False,
-                                 "loss_normalisation": "batch", "nup_logq": False}
+                                 "loss_normalisation": "batch", "nup_logq": False, "activity_weight": 0.0}
 # The training objectives; each has an option `<name>_weight` (0 switches it off).
-OBJECTIVES: tuple[str, ...] = ("nip", "nup", "netp", "tdp", "future_window")
+OBJECTIVES: tuple[str, ...] = ("nip", "nup", "netp", "tdp", "future_window", "activity")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,10 @@ class SequenceConfig:
     tdp_weight: float = option(1.0, 'log1p hours to the next event, squared error')
     # ids (SKU / category / URL) of an event in the next `future_window_days`, sampled softmax
     future_window_weight: float = option(0.0, 'weight of predicting the ids of the next future_window_days (off: not yet measured to help)')
-    future_window_days: float = option(14.0, 'days after an event that future_window targets cover')
+    # log1p of the events of each type in the next `future_window_days`, from each state (censored ones left out)
+    activity_weight: float = option(0.0, 'weight of regressing log1p(events of each type in the next future_window_days) '
+                                    'from each state, where that future lies before the cutoff')
+    future_window_days: float = option(14.0, 'days after an event that future_window and activity targets cover')
     temperature: float = option(0.05, 'sampled-softmax temperature')
     loss_normalisation: str = option("tokens", 'tokens: each loss is a sum over its targets divided by its mean '
                                      'target count per batch (every target weighs the same); batch: a per-batch mean')

@@ -130,6 +130,10 @@ class SequenceModel(nn.Module):
         self.item_content_out = nn.Linear(d, d) if cfg.item_content else None
         if self.item_content_out is not None:
             _init(self.item_content_out)
+        # the activity objective's head (the events of each type in the coming days), created last for the same reason
+        self.next_activity = nn.Linear(d, len(EventType)) if cfg.activity_weight > 0 else None
+        if self.next_activity is not None:
+            _init(self.next_activity)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x = self.embed(batch)

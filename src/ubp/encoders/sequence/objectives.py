@@ -1,8 +1,10 @@
 """The training objectives: NIP, NUP (sampled softmax), NETP (cross-entropy), TDP (squared error),
-and the optional future window (sampled softmax over the ids of an event in the coming days).
+and the optional future window (sampled softmax over the ids of an event in the coming days) and
+activity (squared error on log1p of the events of each type in the coming days).
 
 Hidden state i (after i events) predicts event i, so a batch's targets are its own events
-(the future window's targets come with the batch: `future_ids`, `future_valid`, see future.py).
+(the future window's and activity's targets come with the batch: `future_ids`, `future_valid`,
+`activity`, `activity_valid`, see future.py).
 Each objective is the sum over its own target positions divided by its mean number of targets
 per batch over the training data (`scale`; so every target weighs the same whatever the length
 of its chunk), or without `scale` the mean over the batch's targets. Padding and now tokens are
@@ -162,6 +164,10 @@ def objective_losses(
         valid, h, labels = _targets(compact, batch["future_valid"].flatten(), after, batch["future_ids"].flatten(0, 1),
                                     cap=caps.get("future_window"))
         losses["future_window"] = _future_window_loss(model, h, labels, valid, cfg) / _count(valid, scale, "future_window")
+    if cfg.activity_weight > 0:
+        valid, h, counts = _targets(compact, batch["activity_valid"].flatten(), after, batch["activity"].flatten(0, 1))
+        error = (model.next_activity(h).float() - counts).square().mean(-1)
+        losses["activity"] = reduce("activity", error, valid)
     return losses
 
 

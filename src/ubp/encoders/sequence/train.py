@@ -21,10 +21,10 @@ from ubp import distributed
 from ubp.config import to_dict
 from ubp.device import resolve_device
 from ubp.encoders.base import Run
-from ubp.encoders.sequence.future import FutureWindow, future_labels, future_window
+from ubp.encoders.sequence.future import FutureWindow, activity_labels, events_by_type, future_labels, future_window
 from ubp.encoders.sequence.model import SequenceModel
 from ubp.encoders.sequence.config import OBJECTIVES, SequenceConfig
-from ubp.layout import EventType
+from ubp.layout import US_PER_DAY, EventType
 from ubp.encoders.sequence.objectives import (
     ItemVocabulary,
     objective_losses,
@@ -94,6 +94,7 @@ class TrainingData:
         self.future: FutureWindow | None = (
             future_window(tokens, cfg.future_window_days) if cfg.future_window_weight > 0 else None
         )
+        self.by_type = events_by_type(tokens, len(EventType)) if cfg.activity_weight > 0 else None
 
     def batch(self, chunk: np.ndarray, step: int) -> dict:
         """The padded batch of chunks `chunk` at global step `step`, with the step's random generator.
@@ -115,6 +116,9 @@ class TrainingData:
             if with_now:  # the now token's slot has no future (its state sees nothing new)
                 labels, valid = (torch.from_numpy(_insert_slot(a.numpy(), end - start - 1)) for a in (labels, valid))
             batch.update(future_ids=to_device(labels, self.device), future_valid=to_device(valid, self.device))
+        if self.by_type is not None:
+            counts, has_future = activity_labels(self.tokens, self.by_type, start, end, self.cfg.future_window_days, width, now)
+            batch.update(activity=to_device(counts, self.device), activity_valid=to_device(has_future, self.device))
         if self.device.type != "cpu":
             generator = torch.Generator(self.device).manual_seed(seed)
         real = np.arange(width)[None] < (end - start)[:, None]
@@ -153,6 +157,9 @@ class TrainingData:
         }
         if self.future is not None:
             counts["future_window"] = int((self.future.end > np.arange(1, t.n_events + 1)).sum())
+        if self.by_type is not None:  # event states whose future ends before the cutoff (now tokens aside)
+            horizon = t.timestamp + np.int64(round(self.cfg.future_window_days * US_PER_DAY))
+            counts["activity"] = int((horizon <= t.now).sum())
         return {name: max(count / batches, 1.0) for name, count in counts.items()}
 
     def fingerprint(self) -> str:
