@@ -1,12 +1,10 @@
-"""Activity objective of the sequential encoder: per-type counts of the coming days, censoring, the now slot, training."""
+"""Activity objective of the sequential encoder: per-type counts of the coming days, censoring, the now slot
+(its training and resumption: test_sequence_future_window.py)."""
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
 import numpy as np
-from test_sequence import assert_resumes_exactly, fit, one_thread, window  # noqa: F401 (fixtures)
+from test_sequence import one_thread, window  # noqa: F401 (fixtures)
 from test_sequence_future_window import hand_tokens
 
 from ubp.data.window import InputWindow
@@ -58,12 +56,3 @@ def test_counts_match_a_brute_force_scan(window: InputWindow) -> None:
                 np.testing.assert_allclose(np.expm1(counts[b, j]), want, atol=1e-3)
     assert not valid[np.arange(width)[None] >= (end - start)[:, None]].any()  # padding
 
-
-def test_fit_with_activity_trains_it_and_resumes_exactly(window: InputWindow, tmp_path: Path) -> None:
-    options = {"max_steps": 6, "checkpoint_every": 3, "warmup_steps": 2, "activity_weight": 1.0}
-    logged: list[dict] = []
-    unbroken = fit(window, work_dir=tmp_path / "a", callback=lambda s, losses: logged.append(losses), **options)
-    assert set(logged[0]) == {"nip", "nup", "netp", "tdp", "activity"}
-    assert all(math.isfinite(float(v["activity"])) and float(v["activity"]) > 0 for v in logged)
-    assert unbroken.model_.next_activity is not None and fit(window, max_steps=1).model_.next_activity is None
-    assert_resumes_exactly(window, tmp_path / "b", unbroken.model_.state_dict(), 4, **options)

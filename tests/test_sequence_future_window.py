@@ -1,4 +1,4 @@
-"""Future-window objective of the sequential encoder: labels, cutoff, padding, switch, training."""
+"""Future-window objective of the sequential encoder: labels, cutoff, padding, switch, training (with activity's)."""
 
 from __future__ import annotations
 
@@ -157,18 +157,20 @@ def test_weight_zero_changes_nothing(window: InputWindow, monkeypatch: pytest.Mo
         torch.testing.assert_close(other_days[name], value, rtol=0, atol=0, msg=name)
 
 
-def test_fit_with_future_window_trains_it_and_resumes_exactly(window: InputWindow, tmp_path: Path) -> None:
-    options = {"max_steps": 6, "checkpoint_every": 3, "warmup_steps": 2, "future_window_weight": 0.5}
+@pytest.mark.parametrize("objective, head", [("future_window", "future_query"), ("activity", "next_activity")])
+def test_fit_with_an_optional_objective_trains_it_and_resumes_exactly(window: InputWindow, tmp_path: Path, objective: str,
+                                                                      head: str) -> None:
+    options = {"max_steps": 6, "checkpoint_every": 3, "warmup_steps": 2, f"{objective}_weight": 0.5}
     logged: list[dict] = []
     unbroken = fit(window, work_dir=tmp_path / "a", callback=lambda s, losses: logged.append(losses), **options)
-    assert set(logged[0]) == {"nip", "nup", "netp", "tdp", "future_window"}
-    assert all(math.isfinite(float(v["future_window"])) and float(v["future_window"]) > 0 for v in logged)
+    assert set(logged[0]) == {"nip", "nup", "netp", "tdp", objective}
+    assert all(math.isfinite(float(v[objective])) and float(v[objective]) > 0 for v in logged)
     cfg = unbroken.config
     weights = {name: getattr(cfg, f"{name}_weight") for name in OBJECTIVES}
     assert float(weighted_loss(logged[0], weights)) == pytest.approx(
-        float(sum(v for k, v in logged[0].items() if k != "future_window") + 0.5 * logged[0]["future_window"])
+        float(sum(v for k, v in logged[0].items() if k != objective) + 0.5 * logged[0][objective])
     )
-    assert unbroken.model_.future_query is not None
+    assert getattr(unbroken.model_, head) is not None and getattr(fit(window, max_steps=1).model_, head) is None
     assert_resumes_exactly(window, tmp_path / "b", unbroken.model_.state_dict(), 4, **options)
 
 

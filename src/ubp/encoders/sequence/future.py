@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ubp.encoders.sequence.tokens import Tokens
+from ubp.encoders.sequence.tokens import Tokens, batch_slots
 from ubp.layout import US_PER_DAY
 
 _ID_COLUMNS = (0, 2, 4)  # first hash row of sku, category, url in `Tokens.ids`
@@ -110,20 +110,10 @@ def activity_labels(
     event. `by_type[k]` holds the sorted indices of type k's events (`events_by_type`), so a count
     over an index range is two binary searches.
     """
-    count = (end - start).astype(np.int64)
-    pos = np.arange(width)[None, :]
     ts = tokens.timestamp
-    if now is None:
-        real = pos < count[:, None]
-        event = np.where(real, start[:, None] + pos, 0)
-        moment, first = ts[event], event + 1
-    else:
-        before = np.maximum(count - 1, 0)[:, None]
-        real = pos < (count + 1)[:, None]
-        is_now = pos == before
-        event = np.where(real & ~is_now, start[:, None] + pos - (pos > before), 0)
-        moment = np.where(is_now, now[:, None], ts[event])
-        first = np.where(is_now, (end - 1)[:, None], event + 1)
+    real, is_now, event, _ = batch_slots(start, end, width, with_now=now is not None, now_before_last=True)
+    moment = ts[event] if now is None else np.where(is_now, now[:, None], ts[event])
+    first = np.where(is_now, (end - 1)[:, None], event + 1)  # the now token's future starts at the chunk's last event
     horizon = moment + np.int64(round(days * US_PER_DAY))
     user_end = tokens.offsets[np.searchsorted(tokens.offsets, start, side="right")][:, None]
     stop = first_after(ts, first, np.broadcast_to(user_end, first.shape), horizon) if tokens.n_events else first

@@ -355,6 +355,21 @@ def width_multiple(device: torch.device | str) -> int:
     return 64 if torch.device(device).type == "cuda" else 1
 
 
+def batch_slots(start: np.ndarray, end: np.ndarray, width: int, with_now: bool,
+                now_before_last: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The slots of a batch of chunks start:end (B,) padded to `width`: `real` and `is_now` (B, width),
+    each slot's global event index (B, width; 0 for padding and now tokens) and the number of
+    events before each row's now token (B,; its length without one). With `with_now` a row is
+    its events and a now token after them, or with `now_before_last` before its last event."""
+    count = (end - start).astype(np.int64)
+    pos = np.arange(width)[None, :]
+    real = pos < (count + with_now)[:, None]
+    before = np.maximum(count - now_before_last, 0) if with_now else count
+    is_now = real & (pos == before[:, None]) if with_now else np.zeros(real.shape, bool)
+    index = np.where(real & ~is_now, start[:, None] + pos - (pos > before[:, None]), 0)
+    return real, is_now, index, before
+
+
 def make_batch(
     tokens: Tokens, start: np.ndarray, end: np.ndarray, device: torch.device | str = "cpu", width: int | None = None,
     now: np.ndarray | None = None, now_before_last: bool = False,
@@ -369,13 +384,9 @@ def make_batch(
     """
     count = (end - start).astype(np.int64)
     with_now = now is not None
+    width = max(int((count + with_now).max(initial=0)), 1) if width is None else width
+    real, is_now, index, before = batch_slots(start, end, width, with_now, now_before_last)
     length = count + with_now
-    width = max(int(length.max(initial=0)), 1) if width is None else width
-    pos = np.arange(width)
-    real = pos[None, :] < length[:, None]
-    before = np.maximum(count - now_before_last, 0) if with_now else length  # events before the now token
-    is_now = real & (pos[None, :] == before[:, None]) if with_now else np.zeros(real.shape, bool)
-    index = np.where(real & ~is_now, start[:, None] + pos[None, :] - (pos[None, :] > before[:, None]), 0)
     if tokens.n_events == 0:
         index = np.zeros_like(index)
         tokens = _one_dummy_event()
