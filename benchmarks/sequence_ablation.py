@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="sequence config overrides")
     ap.add_argument("--variants", nargs="*", default=list(OBJECTIVE_VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--normalise", nargs="+", default=["auto"], choices=("auto", "l2", "standardize", "centre_l2"),
+    ap.add_argument("--normalise", nargs="+", default=["auto"], choices=("auto", "standardize", "principal", "l2", "centre_l2"),
                     help="score every variant under each of these normalisations (one fit each)")
     ap.add_argument("--references", nargs="*", default=["baseline"], choices=REFERENCES,
                     help="reference blocks scored beside the variants (the first is what 'beats' counts against)")

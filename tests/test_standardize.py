@@ -79,3 +79,27 @@ def test_centre_l2_takes_the_column_means_off_then_scales_rows_to_sqrt_width(tmp
     np.testing.assert_allclose(out, centred / np.linalg.norm(centred, axis=1, keepdims=True) * np.sqrt(8), rtol=1e-6)
     normaliser.save(tmp_path / "n.npz")
     np.testing.assert_array_equal(Normaliser.load(tmp_path / "n.npz").apply(x.astype(np.float64)), out)
+
+
+def test_principal_rotates_the_standardized_columns_onto_every_principal_axis(tmp_path) -> None:
+    """Without `pca` the rotation keeps every axis (as many as columns, even with fewer rows), in
+    order of variance, uncorrelated; it only rotates, so distances between rows stay those of
+    `standardize` up to one scale; and the saved normaliser maps rows the same."""
+    from ubp.normaliser import Normaliser, fit_normaliser
+
+    rng = np.random.default_rng(1)
+    shared = rng.normal(size=(60, 2)) @ rng.normal(size=(2, 12))  # 12 columns, 2 directions + noise
+    x = (shared + 0.05 * rng.normal(size=(60, 12)) + 3.0).astype(np.float32)
+    rotated, info = fit_normaliser(x, "principal", 1.0, None, seed=0)
+    standard, _ = fit_normaliser(x, "standardize", 1.0, None, seed=0)
+    out, flat = rotated.apply(x.astype(np.float64)), standard.apply(x.astype(np.float64))
+    assert out.shape == (60, 12) and info["out_dim"] == 12
+    variances = out.var(axis=0)
+    assert np.all(np.diff(variances) <= 1e-9) and variances[:2].sum() > 0.95 * variances.sum()
+    np.testing.assert_allclose(np.cov(out, rowvar=False) * ~np.eye(12, dtype=bool), 0, atol=1e-9)
+    scale = np.sqrt((out**2).sum(axis=1).mean() / ((flat - flat.mean(0)) ** 2).sum(axis=1).mean())
+    np.testing.assert_allclose(np.linalg.norm(out[0] - out[1]), scale * np.linalg.norm(flat[0] - flat[1]), rtol=1e-9)
+    few, _ = fit_normaliser(x[:5], "principal", 1.0, None, seed=0)
+    assert few.apply(x[:5].astype(np.float64)).shape == (5, 12)
+    rotated.save(tmp_path / "n.npz")
+    np.testing.assert_array_equal(Normaliser.load(tmp_path / "n.npz").apply(x.astype(np.float64)), out)

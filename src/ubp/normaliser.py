@@ -22,8 +22,11 @@ CLIP = 5.0
 
 @dataclass(frozen=True)
 class Normaliser:
-    """`apply(chunk)`: scale (standardize / l2 / centre_l2: column means off, then l2 / none) → project
-    on the PCA basis / rms → × weight."""
+    """`apply(chunk)`: scale (standardize or principal / l2 / centre_l2: column means off, then l2 /
+    none) → project on the PCA basis / rms → × weight. `principal` is `standardize` followed by a
+    rotation onto every principal axis when no `pca` truncates them: a block whose standardized
+    columns are a few shared directions in many copies reaches the downstream network as those
+    directions, one per column."""
 
     method: str
     weight: float
@@ -40,7 +43,7 @@ class Normaliser:
 
     def scale(self, c: np.ndarray) -> np.ndarray:
         """The scaling step alone on a float64 row chunk."""
-        if self.method == "standardize":
+        if self.method in ("standardize", "principal"):
             return np.clip((c - self.mean) / self.std, -CLIP, CLIP)
         if self.method in ("l2", "centre_l2"):
             c = c - self.mean if self.method == "centre_l2" else c  # without the rows' common part
@@ -80,23 +83,41 @@ def fit_normaliser(matrix: np.ndarray, method: str, weight: float, pca: int | No
     float64 copy of itself). Returns the normaliser and what to report about it."""
     n, d = matrix.shape
     mean = std = None
-    if method in ("standardize", "centre_l2"):
+    if method in ("standardize", "principal", "centre_l2"):
         standardizer = Standardizer.fit(matrix, clip=CLIP, floor=1e-12)
-        mean, std = standardizer.mean, standardizer.std if method == "standardize" else None
+        mean, std = standardizer.mean, None if method == "centre_l2" else standardizer.std
     scaler = Normaliser(method, 1.0, d, mean, std)
     info: dict = {"normalise": method, "in_dim": int(d)}
-    if pca is None or pca >= d:
-        info["out_dim"] = int(d)
-        return Normaliser(method, weight, d, mean, std), info
-    from sklearn.decomposition import PCA
-
     rows = np.arange(n)
     if n > PCA_FIT_ROWS:
         rows = np.sort(np.random.default_rng(seed).choice(n, PCA_FIT_ROWS, replace=False))
+    rotate = method == "principal" and (pca is None or pca >= d)
+    if not rotate and (pca is None or pca >= d):
+        info["out_dim"] = int(d)
+        return Normaliser(method, weight, d, mean, std), info
     sample = scaler.scale(matrix[rows].astype(np.float64))
-    fitted = PCA(n_components=pca, random_state=seed, svd_solver="randomized").fit(sample)
-    projected = (sample - fitted.mean_) @ fitted.components_.T
-    rms = max(float(np.sqrt((projected**2).sum(axis=1).mean() / pca)), 1e-12)
-    info.update(pca_explained_variance=round(float(fitted.explained_variance_ratio_.sum()), 4),
-                pca_fit_rows=int(len(rows)), out_dim=int(pca))
-    return Normaliser(method, weight, d, mean, std, fitted.mean_.copy(), fitted.components_.copy(), rms), info
+    if rotate:
+        (centre, components), explained = _principal_axes(sample), 1.0
+    else:
+        from sklearn.decomposition import PCA
+
+        fitted = PCA(n_components=pca, random_state=seed, svd_solver="randomized").fit(sample)
+        centre, components = fitted.mean_.copy(), fitted.components_.copy()
+        explained = float(fitted.explained_variance_ratio_.sum())
+    k = len(components)
+    projected = (sample - centre) @ components.T
+    rms = max(float(np.sqrt((projected**2).sum(axis=1).mean() / k)), 1e-12)
+    info.update(pca_explained_variance=round(explained, 4), pca_fit_rows=int(len(rows)), out_dim=int(k))
+    return Normaliser(method, weight, d, mean, std, centre, components, rms), info
+
+
+def _principal_axes(sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(centre, every principal axis as a row by decreasing variance): the eigenvectors of the
+    sample's covariance, so there are as many as columns even with fewer rows; each axis's sign is
+    fixed (its largest entry positive) so one sample gives one rotation."""
+    centre = sample.mean(axis=0)
+    centred = sample - centre
+    variances, vectors = np.linalg.eigh(centred.T @ centred)
+    axes = vectors[:, np.argsort(-variances, kind="stable")].T
+    signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])
+    return centre, axes * np.where(signs == 0, 1.0, signs)[:, None]

@@ -13,7 +13,7 @@ from typing import Any
 
 from ubp.config import ConfigError, from_dict, load_toml
 
-NORMALISATIONS = ("auto", "standardize", "l2", "centre_l2", "none")
+NORMALISATIONS = ("auto", "standardize", "principal", "l2", "centre_l2", "none")
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class BlockSpec:
 
     name: str
     weight: float = 1.0
-    normalise: str = "auto"  # auto (the block's own preference) | standardize columns | l2 rows | centre_l2 | none
+    normalise: str = "auto"  # auto (the block's own preference) | standardize columns | principal (standardize, then the principal axes) | l2 rows | centre_l2 | none
     pca: int | None = None  # compress to this many columns (fitted on the profile's clients)
     options: dict[str, Any] = field(default_factory=dict)
 
