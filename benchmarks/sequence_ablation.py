@@ -25,6 +25,7 @@ from pathlib import Path
 from ubp.config import parse_assignments
 from ubp.encoders.sequence.config import ADDED_OPTIONS
 from ubp.layout import TASKS
+from ubp.recipe import NORMALISATIONS
 
 # Objectives: each switched off in turn.
 OBJECTIVE_VARIANTS: dict[str, dict] = {
@@ -82,7 +83,7 @@ def main() -> None:
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="sequence config overrides")
     ap.add_argument("--variants", nargs="*", default=list(OBJECTIVE_VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--normalise", nargs="+", default=["auto"], choices=("auto", "standardize", "principal", "l2", "centre_l2"),
+    ap.add_argument("--normalise", nargs="+", default=["auto"], choices=NORMALISATIONS,
                     help="score every variant under each of these normalisations (one fit each)")
     ap.add_argument("--references", nargs="*", default=["baseline"], choices=REFERENCES,
                     help="reference blocks scored beside the variants (the first is what 'beats' counts against)")

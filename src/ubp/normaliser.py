@@ -88,15 +88,15 @@ def fit_normaliser(matrix: np.ndarray, method: str, weight: float, pca: int | No
         mean, std = standardizer.mean, None if method == "centre_l2" else standardizer.std
     scaler = Normaliser(method, 1.0, d, mean, std)
     info: dict = {"normalise": method, "in_dim": int(d)}
+    every_axis = pca is None or pca >= d
+    if every_axis and method != "principal":
+        info["out_dim"] = int(d)
+        return Normaliser(method, weight, d, mean, std), info
     rows = np.arange(n)
     if n > PCA_FIT_ROWS:
         rows = np.sort(np.random.default_rng(seed).choice(n, PCA_FIT_ROWS, replace=False))
-    rotate = method == "principal" and (pca is None or pca >= d)
-    if not rotate and (pca is None or pca >= d):
-        info["out_dim"] = int(d)
-        return Normaliser(method, weight, d, mean, std), info
     sample = scaler.scale(matrix[rows].astype(np.float64))
-    if rotate:
+    if every_axis:
         (centre, components), explained = _principal_axes(sample), 1.0
     else:
         from sklearn.decomposition import PCA
