@@ -246,3 +246,31 @@ def test_new_skus_keep_selling_into_the_validation_window(tmp_path: Path) -> Non
     )
     assert len(new) >= 10
     assert (new["validation"] > 0).mean() >= 0.6
+
+
+def test_complement_follow_ups_tie_sessions_to_earlier_purchases(tmp_path: Path) -> None:
+    """With `complements` a purchase is often followed within days by an addition in its category's
+    complement; without it, as rarely as chance allows."""
+    shares = []
+    for p in (0.0, 0.5):
+        root = tmp_path / f"w{p}"
+        summary = generate(root, n_users=1500, scale=None, seed=2, show_progress=False, complements=p)
+        cat = synth_world.build_catalogue(summary.params)
+        follows = dict(zip(cat.cat_id.tolist(), cat.cat_id[synth_world.complement_categories(summary.params)].tolist()))
+        props = pl.read_parquet(root / PROPERTIES_FILE).select("sku", "category")
+        read = lambda e: pl.read_parquet(root / f"{e}.parquet").with_columns(  # noqa: E731
+            ts=pl.col("timestamp").str.to_datetime()).join(props, on="sku")
+        buys = read("product_buy").with_columns(
+            want=pl.col("category").replace_strict(follows, return_dtype=pl.Int64)).with_row_index("buy")
+        adds = read("add_to_cart").select("client_id", want="category", add_ts="ts")
+        hit = buys.join(adds, on=["client_id", "want"]).filter(
+            (pl.col("add_ts") > pl.col("ts")) & (pl.col("add_ts") < pl.col("ts") + pl.duration(days=10)))
+        shares.append(hit["buy"].n_unique() / len(buys))
+    assert summary.params.complements == 0.5 and json.loads((root / "world.json").read_text())["complements"] == 0.5
+    assert shares[0] < 0.02 and shares[1] > 0.15, shares  # measured: .002 and .24
+
+
+def test_complements_is_a_chance() -> None:
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="complements"):
+            synth_params.WorldParams.for_scale("tiny", None, 0, bad)

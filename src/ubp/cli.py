@@ -53,14 +53,19 @@ def main() -> None:
 @click.option("--clients", type=int, default=None, help="Number of users (overrides --scale).")
 @click.option("--scale", type=click.Choice(["tiny", "small", "medium", "full"]), default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--complements", type=float, default=0.0, show_default=True,
+              help="Chance that a purchase brings its buyer back a few days later for a session about the "
+                   "complement of its category (and so on): sessions that depend on earlier purchases. "
+                   "The oracle profile does not model these follow-ups.")
 @_fail_cleanly
-def synth(out: Path, clients: int | None, scale: str | None, seed: int) -> None:
+def synth(out: Path, clients: int | None, scale: str | None, seed: int, complements: float) -> None:
     """Generate a synthetic world in the raw challenge layout, with its oracle profile."""
     from ubp.synth.world import generate
 
     if clients is None and scale is None:
         scale = "small"
-    summary = generate(out, n_users=clients, scale=scale, seed=seed, show_progress=sys.stderr.isatty())
+    summary = generate(out, n_users=clients, scale=scale, seed=seed, show_progress=sys.stderr.isatty(),
+                       complements=complements)
     click.echo(summary.describe())
 
 

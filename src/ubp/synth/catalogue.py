@@ -131,3 +131,13 @@ def build_catalogue(params: WorldParams) -> Catalogue:
         cats_by_topic=GroupedSampler.build(cat_topic, cat_weight, N_TOPICS),
         generic_urls=GroupedSampler.build(np.zeros(n_gen, dtype=np.int64), _zipf(rng, n_gen, 1.1), 1),
     )
+
+
+def complement_categories(params: WorldParams) -> np.ndarray:
+    """(C,) the category whose items follow a purchase in each category (never itself): a
+    permutation from its own random stream, so drawing it changes nothing else in the world."""
+    n = params.n_categories
+    order = np.random.default_rng(np.random.SeedSequence([params.seed, 2])).permutation(n)
+    out = np.empty(n, dtype=np.int64)
+    out[order] = np.roll(order, -1)  # one cycle through every category
+    return out

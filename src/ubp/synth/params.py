@@ -35,12 +35,15 @@ class WorldParams:
     n_skus: int
     n_generic_urls: int
     seed: int
+    complements: float = 0.0  # chance a purchase brings a follow-up session about its category's complement
 
     @classmethod
-    def for_scale(cls, scale: str | None, n_users: int | None, seed: int) -> "WorldParams":
+    def for_scale(cls, scale: str | None, n_users: int | None, seed: int, complements: float = 0.0) -> "WorldParams":
         """`n_users` wins over `scale`; sizes of the catalogue follow from the number of users."""
         if seed < 0:
             raise UsageError(f"seed must be a non-negative integer, got {seed}")
+        if not 0.0 <= complements < 1.0:
+            raise UsageError(f"complements is a chance in [0, 1), got {complements}")
         if n_users is not None:
             if n_users < 1:
                 raise UsageError(f"the number of users must be positive, got {n_users}")
@@ -52,7 +55,7 @@ class WorldParams:
         n_skus = int(min(1_300_000, max(2_000, 1.2 * n_users)))
         n_categories = int(min(6_000, max(120, 3 * n_skus**0.5)))
         n_generic_urls = int(min(11_400_000, max(1_000, 0.6 * n_users)))
-        return cls(n_users, n_relevant, n_categories, n_skus, n_generic_urls, seed)
+        return cls(n_users, n_relevant, n_categories, n_skus, n_generic_urls, seed, complements)
 
     @property
     def engaged_share(self) -> float:

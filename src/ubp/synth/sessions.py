@@ -17,6 +17,8 @@ NEW_ARRIVALS_SHARE = 0.2  # chance (× the user's novelty appetite) an addition 
 MAX_SESSION_EVENTS = 200
 SKU_PAGE_SHARE, CATEGORY_PAGE_SHARE = 0.55, 0.20  # of page visits; the rest are generic pages
 GENERIC_URLS = 2
+FOLLOW_UP_DAYS = 3.0  # mean delay of a complement follow-up session after a purchase
+MAX_FOLLOW_UP_ROUNDS = 8  # follow-ups of follow-ups, at most this deep
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,38 @@ def _page_urls(s: Sessions, sess: np.ndarray, cat: Catalogue, rng: np.random.Gen
     )
 
 
-def simulate_events(users: Users, counts: np.ndarray, cat: Catalogue, rng: np.random.Generator) -> dict[str, Events]:
-    """All events of a block of users, by type; events past the last day are dropped."""
-    s = draw_sessions(users, counts, cat, rng)
+def simulate_events(
+    users: Users, counts: np.ndarray, cat: Catalogue, rng: np.random.Generator,
+    complements: float = 0.0, complement_of: np.ndarray | None = None,
+) -> dict[str, Events]:
+    """All events of a block of users, by type; events past the last day are dropped.
+
+    With `complements` > 0 each purchase brings its buyer back, with that chance, for a follow-up
+    session about the complement of the bought SKU's category (`complement_of`), a few days later;
+    that session's purchases may do the same. Sessions then depend on earlier purchases, not only
+    on the user's traits, activity and drifting taste; with 0 no random number is drawn for it, so
+    the world is the same as one generated without the option.
+    """
+    events = _session_events(users, draw_sessions(users, counts, cat, rng), cat, rng)
+    if complements <= 0:
+        return events
+    assert complement_of is not None
+    bought = events["product_buy"]
+    for _ in range(MAX_FOLLOW_UP_ROUNDS):
+        back = bought.keep(rng.random(len(bought.user)) < complements)
+        if not len(back.user):
+            break
+        start = back.t + np.ceil(rng.exponential(FOLLOW_UP_DAYS * DAY, len(back.user))).astype(np.int64)
+        s = Sessions(back.user, start // DAY, start, complement_of[cat.sku_cat[back.value]])
+        more = _session_events(users, s, cat, rng)
+        events = {name: Events(*(np.concatenate([getattr(events[name], f), getattr(more[name], f)])
+                                 for f in ("user", "t", "value"))) for name in events}
+        bought = more["product_buy"]
+    return events
+
+
+def _session_events(users: Users, s: Sessions, cat: Catalogue, rng: np.random.Generator) -> dict[str, Events]:
+    """The events of sessions `s`, by type; events past the last day are dropped."""
     length = np.minimum(rng.geometric(1.0 / users.session_len[s.user]), MAX_SESSION_EVENTS)
     sess = np.repeat(np.arange(len(s.user)), length)
     gaps = np.ceil(rng.exponential(45.0, len(sess))).astype(np.int64)

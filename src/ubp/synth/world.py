@@ -17,7 +17,7 @@ from ubp.errors import UsageError
 from ubp.io import save_npy, swap_dir, write_text
 from ubp.layout import EVENT_TYPES
 from ubp.synth.activity import active_days, sessions_per_day
-from ubp.synth.catalogue import Catalogue, build_catalogue
+from ubp.synth.catalogue import Catalogue, build_catalogue, complement_categories
 from ubp.synth.ids import scatter_ids
 from ubp.synth.oracle import Hidden, write_oracle
 from ubp.synth.params import CHUNK_USERS, INPUT_DAYS, START, WorldParams
@@ -45,7 +45,8 @@ class WorldSummary:
 
     def describe(self) -> str:
         total = sum(self.counts.values())
-        lines = [f"{self.path}: synthetic world, seed {self.params.seed}"]
+        follow = f", complement follow-ups {self.params.complements:g}" if self.params.complements else ""
+        lines = [f"{self.path}: synthetic world, seed {self.params.seed}{follow}"]
         for name, n in self.counts.items():
             lines.append(f"  {name:<17} {n:>12,}  ({100 * n / max(total, 1):.1f}%)")
         cutoff = START.date().fromordinal(START.date().toordinal() + self.cutoff_day)
@@ -80,13 +81,14 @@ def _values(name: str, e: Events, cat: Catalogue) -> np.ndarray:
     return cat.sku_id[e.value]
 
 
-def _simulate_chunk(k: int, params: WorldParams, cat: Catalogue, writer: RawWriter, kept: _Kept) -> None:
+def _simulate_chunk(k: int, params: WorldParams, cat: Catalogue, complement_of: np.ndarray, writer: RawWriter,
+                    kept: _Kept) -> None:
     """Users [k·CHUNK_USERS, …): their own random stream, so chunks do not depend on each other."""
     rng = np.random.default_rng(np.random.SeedSequence([params.seed, 1, k]))
     index = np.arange(k * CHUNK_USERS, min((k + 1) * CHUNK_USERS, params.n_users))
     users = draw_users(index, params, cat, rng)
     active = active_days(users, rng)
-    events = simulate_events(users, sessions_per_day(users, active, rng), cat, rng)
+    events = simulate_events(users, sessions_per_day(users, active, rng), cat, rng, params.complements, complement_of)
     client_id = scatter_ids(index, params.seed, CLIENT_IDS)
     for name, e in events.items():
         writer.write(name, client_id[e.user], e.t, _values(name, e, cat))
@@ -109,13 +111,14 @@ def _simulate_chunk(k: int, params: WorldParams, cat: Catalogue, writer: RawWrit
     kept.max_buy = max(kept.max_buy, int(buys.t.max(initial=-1)))
 
 
-def generate(out: Path, n_users: int | None, scale: str | None, seed: int, show_progress: bool) -> "WorldSummary":
+def generate(out: Path, n_users: int | None, scale: str | None, seed: int, show_progress: bool,
+             complements: float = 0.0) -> "WorldSummary":
     """Write a world: raw event files, product_properties, input/relevant_clients.npy, oracle/, world.json.
 
     The output appears only when complete (built under a hidden sibling, then renamed).
     """
     began = time.perf_counter()
-    params = WorldParams.for_scale(scale, n_users, seed)
+    params = WorldParams.for_scale(scale, n_users, seed, complements)
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / "world.json").is_file():
         raise UsageError(f"{out}: exists and is not a synthetic world (no world.json); refusing to overwrite it")
@@ -124,12 +127,13 @@ def generate(out: Path, n_users: int | None, scale: str | None, seed: int, show_
     (tmp / "input").mkdir(parents=True)
     try:
         cat = build_catalogue(params)
+        complement_of = complement_categories(params)
         write_properties(tmp, cat.sku_id, cat.cat_id[cat.sku_cat], cat.sku_price, cat.sku_name_bytes)
         writer = RawWriter(tmp)
         kept = _Kept()
         try:
             for k in tqdm(range(params.n_chunks), desc="synth", unit="chunk", disable=not show_progress):
-                _simulate_chunk(k, params, cat, writer, kept)
+                _simulate_chunk(k, params, cat, complement_of, writer, kept)
         finally:
             writer.close()
         # The split puts the train-target start at (last buy − 27 days) at 00:00.
