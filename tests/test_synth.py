@@ -16,6 +16,7 @@ from ubp.layout import EVENT_TYPES, EVENT_VALUE_COLUMN, ITEM_EVENTS, PROPERTIES_
 from ubp.synth import oracle as synth_oracle
 from ubp.synth import params as synth_params
 from ubp.synth import world as synth_world
+from ubp.synth.catalogue import build_catalogue, complement_categories
 from ubp.synth.ids import scatter_ids
 from ubp.synth.oracle import BLOCKS
 from ubp.synth.sampling import GroupedSampler, draw_rows, quantize
@@ -255,8 +256,8 @@ def test_complement_follow_ups_tie_sessions_to_earlier_purchases(tmp_path: Path)
     for p in (0.0, 0.5):
         root = tmp_path / f"w{p}"
         summary = generate(root, n_users=1500, scale=None, seed=2, show_progress=False, complements=p)
-        cat = synth_world.build_catalogue(summary.params)
-        follows = dict(zip(cat.cat_id.tolist(), cat.cat_id[synth_world.complement_categories(summary.params)].tolist()))
+        cat = build_catalogue(summary.params)
+        follows = dict(zip(cat.cat_id.tolist(), cat.cat_id[complement_categories(summary.params)].tolist()))
         props = pl.read_parquet(root / PROPERTIES_FILE).select("sku", "category")
         read = lambda e: pl.read_parquet(root / f"{e}.parquet").with_columns(  # noqa: E731
             ts=pl.col("timestamp").str.to_datetime()).join(props, on="sku")

@@ -32,6 +32,10 @@ class Events:
     def keep(self, mask: np.ndarray) -> "Events":
         return Events(self.user[mask], self.t[mask], self.value[mask])
 
+    def join(self, other: "Events") -> "Events":
+        return Events(*(np.concatenate([a, b]) for a, b in ((self.user, other.user), (self.t, other.t),
+                                                             (self.value, other.value))))
+
 
 @dataclass(frozen=True)
 class Sessions:
@@ -124,8 +128,7 @@ def simulate_events(
         start = back.t + np.ceil(rng.exponential(FOLLOW_UP_DAYS * DAY, len(back.user))).astype(np.int64)
         s = Sessions(back.user, start // DAY, start, complement_of[cat.sku_cat[back.value]])
         more = _session_events(users, s, cat, rng)
-        events = {name: Events(*(np.concatenate([getattr(events[name], f), getattr(more[name], f)])
-                                 for f in ("user", "t", "value"))) for name in events}
+        events = {name: e.join(more[name]) for name, e in events.items()}
         bought = more["product_buy"]
     return events
 
