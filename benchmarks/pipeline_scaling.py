@@ -1,7 +1,8 @@
 """How each stage of `ubp run` grows with the world: tiny → small → medium → full.
 
-Runs `ubp run --scale S --orders 1 --references counts` once per scale (a run folder that already
-holds a summary is read, not rerun) and prints, per stage, wall seconds, CPU seconds, peak RSS
+Runs `ubp run --scale S --config R --orders 1 --references counts` once per scale (R: `--config`,
+by default `fast`, the features alone, which the rows in benchmarks/README.md measured; a run
+folder that already holds a summary is read, not rerun) and prints, per stage, wall seconds, CPU seconds, peak RSS
 and CPU microseconds per input-window event (per relevant client for the evaluation). A stage
 that is linear in events keeps its µs/event flat down the column; a machine shared with other
 jobs stretches wall time but not CPU time, so compare the CPU columns.
@@ -18,10 +19,11 @@ import sys
 from pathlib import Path
 
 
-def run_scale(out: Path, scale: str) -> dict:
+def run_scale(out: Path, scale: str, config: str) -> dict:
     run_dir = out / scale
     if not (run_dir / "summary.json").is_file():
-        subprocess.run([sys.executable, "-m", "ubp", "run", "--scale", scale, "--orders", "1", "--references", "counts",
+        subprocess.run([sys.executable, "-m", "ubp", "run", "--scale", scale, "--config", config, "--orders", "1",
+                        "--references", "counts",
                         "--out", str(run_dir), "--cache", str(out / f"cache-{scale}")], check=True)
     summary = json.loads((run_dir / "summary.json").read_text())
     window = json.loads((run_dir / "world" / "input" / "window" / "window.json").read_text())
@@ -33,8 +35,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--scales", default="tiny,small,medium")
+    parser.add_argument("--config", default="fast", help="the recipe (a file or a shipped name)")
     args = parser.parse_args()
-    runs = {scale: run_scale(args.out, scale) for scale in args.scales.split(",")}
+    runs = {scale: run_scale(args.out, scale, args.config) for scale in args.scales.split(",")}
     print("| scale | input events | relevant clients | stage | wall s | CPU s | peak RSS GiB | CPU µs per event (per client: evaluation) |")
     print("|---|---|---|---|---|---|---|---|")
     for scale, r in runs.items():

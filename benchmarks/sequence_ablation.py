@@ -43,16 +43,18 @@ CHANGE_VARIANTS: dict[str, dict] = {
     "+ whole history": {**BEFORE, "whole_history": True},
     "+ token losses, NUP logQ": {**BEFORE, "loss_normalisation": "tokens", "nup_logq": True},
     "+ item content": {**BEFORE, "item_content": True},
+    "+ by event type": {**BEFORE, "by_event_type": True},
     "all changes": {},
+    "all but by event type": {"by_event_type": False},
     "all changes + activity": {"activity_weight": 1.0},
 }
 VARIANTS = {**OBJECTIVE_VARIANTS, **CHANGE_VARIANTS}
-REFERENCES = ("baseline", "counts", "features", "default")  # default: the shipped default recipe
+REFERENCES = ("baseline", "counts", "features", "fast", "default")  # fast, default: the shipped recipes
 
 
 def fit_and_score(job: tuple[str, str, dict, str, bool, Path, Path, str, str, int, int, int]) -> tuple[str, dict, float, float]:
-    """Fit one block (a sequence variant or a reference; with `blend`, beside the default recipe's
-    blocks), write its entry, score it; returns per-task scores and timings. Fits are cached in
+    """Fit one block (a sequence variant or a reference; with `blend`, beside the `fast` recipe's
+    blocks, the features), write its entry, score it; returns per-task scores and timings. Fits are cached in
     `out/blocks` by options, so variants that differ only in normalisation or blend share one fit."""
     import torch
 
@@ -65,9 +67,11 @@ def fit_and_score(job: tuple[str, str, dict, str, bool, Path, Path, str, str, in
     name, block_name, options, normalise, blend, data_dir, out, device, mode, orders, threads, seed = job
     torch.set_num_threads(threads)
     slug = "".join(c if c.isalnum() else "_" for c in name)
-    default = load_recipe().blocks
-    blocks = default if block_name == "default" else (BlockSpec(block_name, normalise=normalise, options=options),)
-    blocks = (*default, *blocks) if blend else blocks
+    if block_name in ("fast", "default"):
+        blocks = load_recipe(block_name).blocks
+    else:
+        blocks = (BlockSpec(block_name, normalise=normalise, options=options),)
+    blocks = (*load_recipe("fast").blocks, *blocks) if blend else blocks
     t0 = time.perf_counter()
     build_profile(InputWindow.open(data_dir), Recipe(blocks=blocks), out / slug, out / "blocks",
                   Run(seed=seed, device="cuda" if device == "cuda" else "cpu", show_progress=False))
@@ -87,7 +91,7 @@ def main() -> None:
                     help="score every variant under each of these normalisations (one fit each)")
     ap.add_argument("--references", nargs="*", default=["baseline"], choices=REFERENCES,
                     help="reference blocks scored beside the variants (the first is what 'beats' counts against)")
-    ap.add_argument("--blend", action="store_true", help="score each variant beside the default recipe's blocks")
+    ap.add_argument("--blend", action="store_true", help="score each variant beside the `fast` recipe's blocks (the features)")
     ap.add_argument("--mode", choices=("full", "quick"), default="full")
     ap.add_argument("--orders", type=int, default=1)
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

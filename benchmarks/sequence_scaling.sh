@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Does the `sequence` block gain from a GPU's budget? On one card, in one call: the small world
 # with the `cpu` preset at one and three epochs, 19m at three and 126m at two (four fits sharing
-# the card), then a world of CLIENTS users (4x small by default) with `counts`, the default profile
+# the card), then a world of CLIENTS users (4x small by default) with `counts`, the `fast` recipe
 # and the `cpu` / 19m presets at one epoch; every entry scored in quick mode, 5 runs, beside
 # `counts` from the same run. Logs go to $OUT; each fit stays cached under $WORK/<name>/blocks,
 # where `blend_cached.py` blends it with other cached fits.
@@ -33,7 +33,7 @@ fit "$WORK/small" small_126m_e2 "$M126" "" "all changes" 2 &
 wait
 world "$WORK/large" --clients "$CLIENTS"
 fit "$WORK/large" large_counts "$CPU" counts "" 1 &
-fit "$WORK/large" large_default "$CPU" default "" 1 &
+fit "$WORK/large" large_fast "$CPU" fast "" 1 &
 fit "$WORK/large" large_cpu_e1 "$CPU" "" "all changes" 1 &
 fit "$WORK/large" large_19m_e1 "$M19" "" "all changes" 1 &
 wait

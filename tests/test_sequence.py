@@ -211,7 +211,8 @@ def test_transform_shapes_order_and_empty_history(tmp_path: Path) -> None:
     encoder = fit(hand, max_steps=3)
     ids = np.array([3, 4, 1, 99, 1], dtype=np.int64)
     out = encoder.transform(hand, ids)
-    assert out.shape == (5, 64) and out.dtype == np.float32 and np.isfinite(out).all()  # last state, mean state
+    # last state, mean state, and per event type the mean and the last state after its events (2 + 2 * 5 parts)
+    assert out.shape == (5, 12 * 32) and out.dtype == np.float32 and np.isfinite(out).all()
     np.testing.assert_array_equal(out[2], out[4])  # same client, same row
     np.testing.assert_array_equal(out[1], out[3])  # no events: the learned empty-history state
     assert not np.allclose(out[0], out[1])
@@ -238,7 +239,7 @@ def test_a_model_saved_before_the_added_options_loads_as_it_was(tmp_path: Path) 
 def test_empty_window_gives_the_empty_history_state(tmp_path: Path) -> None:
     empty = write_window(pl.LazyFrame(schema=STREAM_SCHEMA), PRODUCTS, CUTOFF, tmp_path / "input")
     out = fit(empty).transform(empty, np.array([1, 2], dtype=np.int64))
-    assert out.shape == (2, 64) and np.isfinite(out).all()
+    assert out.shape == (2, 12 * 32) and np.isfinite(out).all()
     np.testing.assert_array_equal(out[0], out[1])
 
 
@@ -247,7 +248,7 @@ def test_log_without_item_events_trains(tmp_path: Path) -> None:
     rows = [r for r in EVENTS if r[2] in ("page_visit", "search_query")]
     hand = handmade_window(tmp_path, rows=rows)
     out = fit(hand, max_steps=3).transform(hand, np.array([1, 2, 3], dtype=np.int64))
-    assert out.shape == (3, 64) and np.isfinite(out).all()
+    assert out.shape == (3, 12 * 32) and np.isfinite(out).all()
 
 
 def test_same_seed_same_result_other_seed_differs(window: InputWindow) -> None:

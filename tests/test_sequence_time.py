@@ -17,7 +17,7 @@ from ubp.encoders.sequence.encoder import embed_clients
 from ubp.encoders.sequence.model import SequenceModel
 from ubp.encoders.sequence.tokens import history_chunks, make_batch, tokenize
 from ubp.encoders.sequence.train import TrainingData
-from ubp.layout import US_PER_DAY
+from ubp.layout import US_PER_DAY, EventType
 
 TWO_WEEKS = 14 * US_PER_DAY  # same weekdays and hours: only the distance to the cutoff moves
 
@@ -97,15 +97,44 @@ def test_whole_history_covers_every_event_and_reads_the_last_chunk_out(window: I
     assert np.bincount(user, weights=end - start).astype(int).tolist() == tokens.lengths.tolist()
     is_last = np.r_[user[1:] != user[:-1], True]
     np.testing.assert_array_equal(end[is_last], tokens.offsets[1:])
+    d = cfg.width
     rows = embed_clients(model, tokens, tokens.client_ids, cfg)
-    assert rows.shape == (len(tokens.client_ids), 2 * cfg.width)
-    cfg_last = dataclasses.replace(cfg, whole_history=False)
-    np.testing.assert_allclose(rows[:, : cfg.width], embed_clients(model, tokens, tokens.client_ids, cfg_last),
+    assert rows.shape == (len(tokens.client_ids), 12 * d)  # last, mean, and per event type a mean and a last state
+    cfg_last = dataclasses.replace(cfg, whole_history=False, by_event_type=False)
+    np.testing.assert_allclose(rows[:, :d], embed_clients(model, tokens, tokens.client_ids, cfg_last),
                                rtol=1e-5, atol=1e-6)
-    # an early event of a long history moves the pooled half only
+    # an early event of a long history moves the pooled parts only
     u = int(np.argmax(tokens.lengths))
     changed = np.asarray(tokens.event_type).copy()
     changed[tokens.offsets[u]] = (changed[tokens.offsets[u]] + 1) % 4
     moved = embed_clients(model, dataclasses.replace(tokens, event_type=changed), tokens.client_ids, cfg)
-    np.testing.assert_allclose(moved[u, : cfg.width], rows[u, : cfg.width], rtol=1e-5, atol=1e-6)
-    assert np.abs(moved[u, cfg.width :] - rows[u, cfg.width :]).max() > 1e-5
+    np.testing.assert_allclose(moved[u, :d], rows[u, :d], rtol=1e-5, atol=1e-6)
+    assert np.abs(moved[u, d : 2 * d] - rows[u, d : 2 * d]).max() > 1e-5
+
+
+def test_by_event_type_reads_each_types_mean_and_last_state_over_the_whole_history(window: InputWindow) -> None:
+    """The per-type parts equal a plain recomputation: every chunk run alone, the states after each
+    event grouped by its type, their mean, and the state after the type's latest event."""
+    cfg, model = _model(max_len=6)
+    tokens = tokenize(window, cfg.hash_rows, cfg.price_buckets)
+    rows = embed_clients(model, tokens, tokens.client_ids, cfg)
+    d, n_types = cfg.width, len(EventType)
+    user, start, end = history_chunks(tokens, cfg.max_len - 1, whole=True)
+    sums, counts = np.zeros((len(rows), n_types, d)), np.zeros((len(rows), n_types))
+    latest, last = np.full((len(rows), n_types), -1), np.zeros((len(rows), n_types, d))
+    with torch.no_grad():
+        for u, s, e in zip(user, start, end):
+            batch = make_batch(tokens, np.array([s]), np.array([e]), now=np.array([tokens.now]))
+            states = model(batch)[0, 1:].numpy()  # after each event; the now token's comes last
+            for j, event in enumerate(range(s, e)):
+                t = int(tokens.event_type[event])
+                sums[u, t] += states[j]
+                counts[u, t] += 1
+                if event > latest[u, t]:
+                    latest[u, t], last[u, t] = event, states[j]
+    means = sums / np.maximum(counts, 1)[..., None]
+    np.testing.assert_allclose(rows[:, 2 * d : 7 * d], means.reshape(len(rows), -1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(rows[:, 7 * d :], last.reshape(len(rows), -1), rtol=1e-4, atol=1e-5)
+    assert (counts == 0).any() and (counts > 0).sum() > len(rows)  # some types absent (zeros), most present
+
+

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 # Options added after sequence models were first saved, at the values such a model was trained with:
 # a saved config without them loads as what it was.
 ADDED_OPTIONS: dict[str, Any] = {"time_to_cutoff": False, "whole_history": False, "item_content": False,
-                                 "loss_normalisation": "batch", "nup_logq": False, "activity_weight": 0.0}
+                                 "loss_normalisation": "batch", "nup_logq": False, "activity_weight": 0.0,
+                                 "by_event_type": False}
 # The training objectives; each has an option `<name>_weight` (0 switches it off).
 OBJECTIVES: tuple[str, ...] = ("nip", "nup", "netp", "tdp", "future_window", "activity")
 
@@ -41,6 +42,8 @@ class SequenceConfig:
                                   '"now" token after the last event carries the time from it to the cutoff')
     whole_history: bool = option(True, 'the embedding is the last state beside the mean state over every chunk of '
                                  'the whole window (twice `width` columns), not the last state alone')
+    by_event_type: bool = option(True, 'the embedding also holds, for each event type, the mean state after that '
+                                 "type's events and the state after its last one (2 * 5 * `width` more columns)")
     item_content: bool = option(True, "NIP's candidate item vectors come from the item's content (SKU and category "
                                 "rows, price bucket, name) through the input side's projection, not the SKU rows alone")
     # objectives: weight 0 switches one off

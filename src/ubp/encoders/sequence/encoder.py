@@ -24,13 +24,15 @@ from ubp.encoders.sequence.tokens import (
 )
 from ubp.encoders.sequence.train import Callback, train
 from ubp.io import write_with
+from ubp.layout import EventType
 
 MODEL_FILE = "sequence.pt"
 
 
 class SequenceEncoder:
     """Causal Transformer over each user's events; the embedding is its state after the last of them
-    (and the now token), beside the mean state over the whole history.
+    (and the now token), beside the mean state over the whole history and, per event type, the
+    mean state after that type's events and the state after its last one.
 
     Options: a `SequenceConfig` (a preset, "tiny" / "cpu" / "19m" / "126m" / "252m", and any field).
     """
@@ -78,10 +80,11 @@ class SequenceEncoder:
 
 @torch.no_grad()
 def embed_clients(model: SequenceModel, tokens: Tokens, client_ids: np.ndarray, cfg: SequenceConfig) -> np.ndarray:
-    """float32 (len(client_ids), width, or 2 * width with `whole_history`): each client's state after
-    their last `max_len` slots (with `time_to_cutoff`: their last `max_len - 1` events and the now
-    token at the window's cutoff), beside (with `whole_history`) the mean state over every chunk
-    of their history.
+    """float32 (len(client_ids), k * width): each client's state after their last `max_len` slots
+    (with `time_to_cutoff`: their last `max_len - 1` events and the now token at the window's
+    cutoff); with `whole_history` beside it the mean state over every chunk of their history; with
+    `by_event_type` then, for each event type, the mean state after that type's events and the state
+    after its last one (zeros where the client has none), over the chunks read.
 
     Clients absent from `tokens` get the empty-history state. Chunks are embedded in order of
     length so batches carry little padding.
@@ -92,10 +95,17 @@ def embed_clients(model: SequenceModel, tokens: Tokens, client_ids: np.ndarray, 
     user, start, end = history_chunks(tokens, cfg.max_len - with_now, cfg.whole_history)
     n_users = len(tokens.client_ids)
     user, start, end = np.r_[user, n_users], np.r_[start, 0], np.r_[end, 0]  # absent clients: one empty chunk
-    d = model.ln_f.normalized_shape[0]
-    last = np.zeros((n_users + 1, d), dtype=np.float32)
+    d, n_types = model.ln_f.normalized_shape[0], len(EventType)
+    by_type = n_types if cfg.by_event_type else 0
+    # one row of parts per user, filled in place: the last state, the mean state, per type the mean
+    # and the last state (the client's rows are a view of it at the end)
+    parts = np.zeros((n_users + 1, 1 + cfg.whole_history + 2 * by_type, d), dtype=np.float32)
+    k = 1 + cfg.whole_history
+    last, type_sum, type_last = parts[:, 0], parts[:, k : k + by_type], parts[:, k + by_type :]
     total = np.zeros((n_users + 1, d), dtype=np.float64)
     states = np.zeros(n_users + 1, dtype=np.float64)
+    type_count = np.zeros((n_users + 1, n_types), dtype=np.float64)
+    type_last_event = np.full((n_users + 1, n_types), -1, dtype=np.int64)  # global index of the one read
     by_length = np.argsort(end - start, kind="stable")
     is_last = np.r_[user[1:] != user[:-1], True]  # a user's last chunk comes last among theirs
     for i in range(0, len(by_length), cfg.infer_batch_size):
@@ -104,16 +114,28 @@ def embed_clients(model: SequenceModel, tokens: Tokens, client_ids: np.ndarray, 
         now = np.full(len(rows), tokens.now, dtype=np.int64) if with_now else None
         batch = make_batch(tokens, start[rows], end[rows], device, width, now=now)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16_on(device)):
-            state, summed = model.read_out(model(batch), batch)
+            hidden = model(batch)
+        out = model.read_out(hidden, batch)  # in float32: per-type sums run over up to `max_len` states
+        who = user[rows]
         final = is_last[rows]
-        last[user[rows][final]] = state.float().cpu().numpy()[final]
-        np.add.at(total, user[rows], summed.double().cpu().numpy())
-        np.add.at(states, user[rows], batch["length"].cpu().numpy() + 1.0)
+        last[who[final]] = out.last.float().cpu().numpy()[final]
+        np.add.at(total, who, out.total.double().cpu().numpy())
+        np.add.at(states, who, batch["length"].cpu().numpy() + 1.0)
+        if by_type:
+            np.add.at(type_sum, who, out.type_total.cpu().numpy())
+            np.add.at(type_count, who, out.type_count.double().cpu().numpy())
+            # a type's last event is the one with the highest global index among the user's chunks
+            at = out.type_last_at.cpu().numpy()
+            event = np.where(at >= 0, start[rows][:, None] + at, -1)
+            np.maximum.at(type_last_event, who, event)
+            r, t = np.nonzero((event >= 0) & (event == type_last_event[who]))
+            type_last[who[r], t] = out.type_last.cpu().numpy()[r, t]
+    if cfg.whole_history:
+        parts[:, 1] = total / states[:, None]
+    if by_type:
+        type_sum /= np.maximum(type_count, 1.0)[..., None]
     index = _index_in(tokens.client_ids, client_ids)
-    index = np.where(index < 0, n_users, index)
-    if not cfg.whole_history:
-        return last[index]
-    return np.concatenate([last[index], (total[index] / states[index, None]).astype(np.float32)], axis=1)
+    return parts.reshape(n_users + 1, -1)[np.where(index < 0, n_users, index)]
 
 
 def _index_in(known: np.ndarray, wanted: np.ndarray) -> np.ndarray:

@@ -8,6 +8,8 @@ first events, and it is what users without events get.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,6 +19,21 @@ from ubp.encoders.sequence.tokens import width_multiple
 from ubp.layout import VECTOR_LEN, EventType
 
 TOKEN_VALUES = 256
+
+
+class ReadOut(NamedTuple):
+    """A batch's states as an embedding reads them, per row: `last` (B, d), the state after the row's
+    last real slot; `total` (B, d), the sum of its states 0..length (length + 1 terms, for a mean
+    over a history cut into chunks); per event type (B, T, d / B, T), the sum of the states after
+    that type's events and their count, and the state after its last one with that event's slot
+    (-1 where the row has none)."""
+
+    last: torch.Tensor
+    total: torch.Tensor
+    type_total: torch.Tensor
+    type_count: torch.Tensor
+    type_last: torch.Tensor
+    type_last_at: torch.Tensor
 
 
 class EventEmbedding(nn.Module):
@@ -149,16 +166,30 @@ class SequenceModel(nn.Module):
 
     def user_embedding(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Hidden state after each sequence's last real slot (the start state if it has none)."""
-        return self.read_out(self(batch), batch)[0]
+        return self.read_out(self(batch), batch).last
 
     @staticmethod
-    def read_out(hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(state after each row's last real slot (B, d), sum of its states 0..length (B, d)): the
-        sum (with length + 1 terms) feeds a mean over a whole history cut into chunks."""
+    def read_out(hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> ReadOut:
+        """What an embedding is read from, per row of the batch (see `ReadOut`)."""
         length = batch["length"]
-        taken = torch.arange(hidden.shape[1], device=hidden.device)[None] <= length[:, None]
+        b, n = hidden.shape[:2]
+        rows = torch.arange(b, device=hidden.device)
+        taken = torch.arange(n, device=hidden.device)[None] <= length[:, None]
         total = (hidden.float() * taken[..., None]).sum(1)
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), length], total
+        # event j's state is hidden[:, j + 1]; now tokens and padding are no event
+        slot = torch.arange(n - 1, device=hidden.device)
+        is_event = (slot[None] < length[:, None]) & ~batch.get("is_now", torch.zeros_like(taken[:, 1:]))
+        one_hot = F.one_hot(batch["event_type"], len(EventType)).float() * is_event[..., None]
+        after = hidden[:, 1:].float()
+        type_last_at = torch.where(one_hot > 0, slot[None, :, None], -1).amax(1)  # (B, T)
+        return ReadOut(
+            last=hidden[rows, length],
+            total=total,
+            type_total=torch.einsum("blt,bld->btd", one_hot, after),
+            type_count=one_hot.sum(1),
+            type_last=after[rows[:, None], type_last_at.clamp(min=0)],
+            type_last_at=type_last_at,
+        )
 
     def content_vectors(self, content: dict[str, torch.Tensor]) -> torch.Tensor:
         """Unit vectors of items from their content rows (`ids`, `price`, `tokens`, `has_tokens`, (m, ...))."""
