@@ -46,7 +46,7 @@ def test_torchrun_embed_killed_and_resumed_equals_the_unbroken_run(tiny_world: P
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(RECIPE)
     unbroken = finish(torchrun(tiny_world, tmp_path / "a", recipe))
-    assert "clients x 64 columns (sequence)" in unbroken
+    assert "clients x 384 columns (sequence)" in unbroken  # 12 parts of the tiny width 32
 
     killed = torchrun(tiny_world, tmp_path / "b", recipe)
     deadline = time.monotonic() + 240
