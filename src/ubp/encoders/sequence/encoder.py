@@ -98,7 +98,7 @@ def embed_clients(model: SequenceModel, tokens: Tokens, client_ids: np.ndarray, 
     d, n_types = model.ln_f.normalized_shape[0], len(EventType)
     by_type = n_types if cfg.by_event_type else 0
     # one row of parts per user, filled in place: the last state, the mean state, per type the mean
-    # and the last state (the client's rows are a view of it at the end)
+    # and the last state
     parts = np.zeros((n_users + 1, 1 + cfg.whole_history + 2 * by_type, d), dtype=np.float32)
     k = 1 + cfg.whole_history
     last, type_sum, type_last = parts[:, 0], parts[:, k : k + by_type], parts[:, k + by_type :]
@@ -135,7 +135,10 @@ def embed_clients(model: SequenceModel, tokens: Tokens, client_ids: np.ndarray, 
     if by_type:
         type_sum /= np.maximum(type_count, 1.0)[..., None]
     index = _index_in(tokens.client_ids, client_ids)
-    return parts.reshape(n_users + 1, -1)[np.where(index < 0, n_users, index)]
+    index = np.where(index < 0, n_users, index)
+    flat = parts.reshape(n_users + 1, -1)
+    # every known client in their order (a whole window's embedding): a view, not a second copy
+    return flat[:n_users] if np.array_equal(index, np.arange(n_users)) else flat[index]
 
 
 def _index_in(known: np.ndarray, wanted: np.ndarray) -> np.ndarray:
