@@ -54,10 +54,11 @@ def test_a_checkpoint_of_other_settings_is_an_error_naming_the_keys(tmp_path: Pa
     assert diff_keys({"a": {"b": 1}}, {"a": {"b": 1, "c": 2}}) == [("a.c", "<absent>", 2)]
 
 
-def _ranks(rank: int, root: str, name: str, kill_at: int | None) -> None:
+def _ranks(rank: int, root: str, name: str, kill_at: int | None, attempt: int = 0) -> None:
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"file://{root}/rendezvous-{name}", rank=rank, world_size=2)
+    # a fresh rendezvous file per launch: a file left by an earlier launch holds its ranks' old addresses
+    dist.init_process_group("gloo", init_method=f"file://{root}/rendezvous-{name}-{attempt}", rank=rank, world_size=2)
     try:
         torch.set_num_threads(1)
         window = InputWindow.open(Path(root) / "world")
@@ -86,7 +87,7 @@ def test_two_gloo_ranks_killed_and_resumed_end_with_the_unbroken_weights(tmp_pat
     spawn(_ranks, args=(str(tmp_path), "unbroken", None), nprocs=2, join=True)
     spawn(_ranks, args=(str(tmp_path), "resumed", 5), nprocs=2, join=True)  # checkpoint at 3, killed at 5
     assert (tmp_path / "resumed" / "sequence.ckpt").is_file() and not (tmp_path / "resumed.pt").exists()
-    spawn(_ranks, args=(str(tmp_path), "resumed", None), nprocs=2, join=True)
+    spawn(_ranks, args=(str(tmp_path), "resumed", None, 1), nprocs=2, join=True)
     unbroken, resumed = (torch.load(tmp_path / f"{n}.pt") for n in ("unbroken", "resumed"))
     for name, value in unbroken.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
