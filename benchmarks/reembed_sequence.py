@@ -22,10 +22,9 @@ import torch
 
 from ubp.config import parse_assignments
 from ubp.data.window import InputWindow
+from ubp.encoders.sequence.config import READ_OUT_OPTIONS
 from ubp.encoders.sequence.encoder import SequenceEncoder
 from ubp.io import save_npy
-
-READ_OUT = ("by_event_type", "whole_history", "infer_batch_size")
 
 
 def main() -> None:
@@ -33,12 +32,12 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--block", type=Path, required=True, help="a cached sequence fit (holds model/ and client_ids.npy)")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help=f"read-out options: {', '.join(READ_OUT)}")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help=f"read-out options: {', '.join(READ_OUT_OPTIONS)}")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     changes = parse_assignments(args.set)
-    if unknown := sorted(set(changes) - set(READ_OUT)):
-        raise SystemExit(f"--set {unknown}: not read-out options (those would need a refit); known: {READ_OUT}")
+    if unknown := sorted(set(changes) - set(READ_OUT_OPTIONS)):
+        raise SystemExit(f"--set {unknown}: not read-out options (those would need a refit); known: {READ_OUT_OPTIONS}")
     torch.set_num_threads(args.threads)
     encoder = SequenceEncoder.load(args.block / "model")
     encoder.config = dataclasses.replace(encoder.config, **changes)

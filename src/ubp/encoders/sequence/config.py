@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 ADDED_OPTIONS: dict[str, Any] = {"time_to_cutoff": False, "whole_history": False, "item_content": False,
                                  "loss_normalisation": "batch", "nup_logq": False, "activity_weight": 0.0,
                                  "by_event_type": False}
+# Options that change only how a trained model's states become an embedding, not the training.
+READ_OUT_OPTIONS: tuple[str, ...] = ("by_event_type", "whole_history", "infer_batch_size")
 # The training objectives; each has an option `<name>_weight` (0 switches it off).
 OBJECTIVES: tuple[str, ...] = ("nip", "nup", "netp", "tdp", "future_window", "activity")
 

@@ -175,12 +175,13 @@ class SequenceModel(nn.Module):
         b, n = hidden.shape[:2]
         rows = torch.arange(b, device=hidden.device)
         taken = torch.arange(n, device=hidden.device)[None] <= length[:, None]
-        total = (hidden.float() * taken[..., None]).sum(1)
-        # event j's state is hidden[:, j + 1]; now tokens and padding are no event
+        states = hidden.float()
+        total = (states * taken[..., None]).sum(1)
+        # event j's state is states[:, j + 1]; now tokens and padding are no event
         slot = torch.arange(n - 1, device=hidden.device)
         is_event = (slot[None] < length[:, None]) & ~batch.get("is_now", torch.zeros_like(taken[:, 1:]))
         one_hot = F.one_hot(batch["event_type"], len(EventType)).float() * is_event[..., None]
-        after = hidden[:, 1:].float()
+        after = states[:, 1:]
         type_last_at = torch.where(one_hot > 0, slot[None, :, None], -1).amax(1)  # (B, T)
         return ReadOut(
             last=hidden[rows, length],
