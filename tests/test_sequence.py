@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from handmade_window import CUTOFF, EVENTS, PRODUCTS, handmade_window
 
+import ubp.device
 from ubp.encoders import create
 from ubp.config import ConfigError, to_dict
 from ubp.data.window import InputWindow, write_window
@@ -262,9 +263,21 @@ def test_cpu_bf16_is_repeatable_and_close_to_float32(window: InputWindow) -> Non
     """bf16 autocast on a CPU (an option: it pays only with native bf16) still gives one result per seed."""
     ids = np.sort(tokenize(window, 2, 2).client_ids)
     a, b = (fit(window, cpu_bf16=True).transform(window, ids) for _ in range(2))
-    f32 = fit(window).transform(window, ids)
+    f32 = fit(window, cpu_bf16=False).transform(window, ids)
     np.testing.assert_array_equal(a, b)
     assert 0 < np.abs(a - f32).max() < 0.25 * np.abs(f32).max()
+
+
+def test_cpu_bf16_auto_follows_the_cpu_and_other_values_are_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    for native in (True, False):
+        monkeypatch.setattr(ubp.device, "cpu_has_native_bf16", lambda: native)
+        assert make_config("tiny").bf16_on(cpu) is native
+        assert make_config("tiny", cpu_bf16=True).bf16_on(cpu) and not make_config("tiny", cpu_bf16=False).bf16_on(cpu)
+        assert make_config("tiny", cpu_bf16=False).bf16_on(gpu)
+    for bad in ("yes", 1, 0.0):
+        with pytest.raises(ConfigError, match='cpu_bf16 must be true, false or "auto"'):
+            create("sequence", preset="tiny", cpu_bf16=bad)
 
 
 class Killed(Exception):

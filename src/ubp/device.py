@@ -18,3 +18,10 @@ def resolve_device(requested: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"device {requested!r} requested but torch sees no CUDA GPU; use 'cpu' or 'auto'")
     return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), where bf16 autocast makes a
+    Transformer step faster; elsewhere it is emulated and slower than float32."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)

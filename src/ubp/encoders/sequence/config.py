@@ -75,12 +75,19 @@ class SequenceConfig:
     grad_clip: float = option(1.0, 'gradient-norm clip')
     checkpoint_every: int = option(500, 'steps between checkpoints')
     infer_batch_size: int = option(256, 'users per inference batch')
-    cpu_bf16: bool = option(False, 'bf16 autocast on a CPU too (always on a GPU): ~1.35x faster steps on a CPU with '
-                            'AVX512-BF16 or AMX, slower on one without')
+    cpu_bf16: bool | str = option("auto", 'bf16 autocast while training on a CPU too (always on a GPU): true, false or '
+                                  '"auto" (on where the CPU computes bf16 natively, AVX512-BF16 or AMX: ~1.35x faster '
+                                  'steps there, slower on a CPU without); embedding on a CPU stays float32')
 
     def bf16_on(self, device: torch.device) -> bool:
-        """Whether training and inference autocast to bf16 on `device`."""
-        return device.type == "cuda" or self.cpu_bf16
+        """Whether training autocasts to bf16 on `device`."""
+        if device.type == "cuda":
+            return True
+        if self.cpu_bf16 != "auto":
+            return self.cpu_bf16
+        from ubp import device as devices  # here: checking a recipe's options must not import torch
+
+        return devices.cpu_has_native_bf16()
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
@@ -94,6 +101,8 @@ class SequenceConfig:
             raise ConfigError("sequence: objective weights must be >= 0 with at least one > 0")
         if self.loss_normalisation not in ("tokens", "batch"):
             raise ConfigError(f"sequence: loss_normalisation must be tokens or batch, got {self.loss_normalisation!r}")
+        if not (isinstance(self.cpu_bf16, bool) or self.cpu_bf16 == "auto"):
+            raise ConfigError(f'sequence: cpu_bf16 must be true, false or "auto", got {self.cpu_bf16!r}')
         if self.future_window_days <= 0:
             raise ConfigError(f"sequence: future_window_days must be > 0, got {self.future_window_days}")
 

@@ -113,7 +113,9 @@ def embed_clients(model: SequenceModel, tokens: Tokens, client_ids: np.ndarray, 
         width = batch_width(end[rows] - start[rows] + with_now, width_multiple(device), cfg.max_len)
         now = np.full(len(rows), tokens.now, dtype=np.int64) if with_now else None
         batch = make_batch(tokens, start[rows], end[rows], device, width, now=now)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16_on(device)):
+        # on a CPU the states stay float32 whatever `cpu_bf16` says: in bf16 a client's row would
+        # depend on the width of the batch it is padded into
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             hidden = model(batch)
         out = model.read_out(hidden, batch)  # in float32: per-type sums run over up to `max_len` states
         who = user[rows]
