@@ -42,7 +42,8 @@ def events(data_dir: Path, ids: np.ndarray) -> dict[str, pl.DataFrame]:
     return {t: pl.read_parquet(data_dir / "input" / f"{t}.parquet").join(rows, on="client_id") for t in EVENT_TYPES}
 
 
-def age(col: str, unit_s: int, cutoff) -> pl.Expr:
+def age(col: str, unit_s: int, cutoff: np.datetime64) -> pl.Expr:
+    """Whole `unit_s` periods from `col` to the cutoff."""
     return ((pl.lit(cutoff) - pl.col(col)).dt.total_seconds() // unit_s).cast(pl.Int64)
 
 
@@ -54,7 +55,7 @@ def binned(frame: pl.DataFrame, n_rows: int, n_bins: int) -> np.ndarray:
     return np.log1p(out)
 
 
-def raster(ev: dict[str, pl.DataFrame], n: int, cutoff) -> np.ndarray:
+def raster(ev: dict[str, pl.DataFrame], n: int, cutoff: np.datetime64) -> np.ndarray:
     every = pl.concat([e.select("r", "timestamp") for e in ev.values()]).with_columns(b=age("timestamp", DAY_S, cutoff))
     weekly = [binned(e.with_columns(b=age("timestamp", 7 * DAY_S, cutoff)), n, 21) for e in ev.values()]
     return np.concatenate([binned(every, n, 56), *weekly], axis=1)
