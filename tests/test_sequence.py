@@ -277,9 +277,9 @@ def test_cpu_bf16_auto_follows_the_cpu_and_other_values_are_errors(monkeypatch: 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     for native in (True, False):
         monkeypatch.setattr(ubp.device, "cpu_has_native_bf16", lambda: native)
-        assert make_config("tiny").bf16_on(cpu) is native
-        assert make_config("tiny", cpu_bf16=True).bf16_on(cpu) and not make_config("tiny", cpu_bf16=False).bf16_on(cpu)
-        assert make_config("tiny", cpu_bf16=False).bf16_on(gpu)
+        assert make_config("tiny").trains_in_bf16(cpu) is native
+        assert make_config("tiny", cpu_bf16=True).trains_in_bf16(cpu) and not make_config("tiny", cpu_bf16=False).trains_in_bf16(cpu)
+        assert make_config("tiny", cpu_bf16=False).trains_in_bf16(gpu)
     for bad in ("yes", 1, 0.0):
         with pytest.raises(ConfigError, match='cpu_bf16 must be true, false or "auto"'):
             create("sequence", preset="tiny", cpu_bf16=bad)

@@ -79,7 +79,7 @@ class SequenceConfig:
                                   '"auto" (on where the CPU computes bf16 natively, AVX512-BF16 or AMX: ~1.35x faster '
                                   'steps there, slower on a CPU without); embedding on a CPU stays float32')
 
-    def bf16_on(self, device: torch.device) -> bool:
+    def trains_in_bf16(self, device: torch.device) -> bool:
         """Whether training autocasts to bf16 on `device`."""
         if device.type == "cuda":
             return True

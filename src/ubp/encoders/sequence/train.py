@@ -206,7 +206,7 @@ def training(model: SequenceModel, tokens: Tokens, cfg: SequenceConfig, run: Run
         device=device,
         weights={name: getattr(cfg, f"{name}_weight") for name in OBJECTIVES},
         grad_clip=cfg.grad_clip,
-        bf16=cfg.bf16_on(device),
+        bf16=cfg.trains_in_bf16(device),
         show_progress=run.show_progress,
         callback=callback,
     )
