@@ -59,17 +59,22 @@ def main() -> None:
     ap.add_argument("--mode", choices=("quick", "full"), default="quick")
     ap.add_argument("--orders", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0, help="the PCA's seed, as a recipe's")
+    ap.add_argument("--tasks", nargs="*", choices=TASKS, default=list(TASKS), help="built-in tasks to score")
+    ap.add_argument("--task", action="append", default=[], metavar="NAME=FILE.parquet",
+                    help="a task of your own (`ubp task-labels`), scored beside the built-in ones")
     args = ap.parse_args()
+    user_tasks = {name: Path(file) for name, _, file in (t.partition("=") for t in args.task)}
     entries = {}
     for name, *parts in args.entry:
         width = blend_entry([parse_part(p) for p in parts], args.out / "entries" / name, args.seed)
         entries[name] = args.out / "entries" / name
         print(f"{name}: {width} columns")
     results, _ = evaluate_many(args.data_dir, entries, {n: args.out / "scores" / n for n in entries},
-                               mode=args.mode, orders=args.orders)
-    print(f"{'entry':24s} " + " ".join(f"{t.removeprefix('propensity_'):>10s}" for t in TASKS) + "    average")
+                               tasks=tuple(args.tasks), mode=args.mode, orders=args.orders, user_tasks=user_tasks)
+    names = [*args.tasks, *user_tasks]
+    print(f"{'entry':24s} " + " ".join(f"{t.removeprefix('propensity_'):>10s}" for t in names) + "    average")
     for name, result in results.items():
-        scores = [result.scores["tasks"][t]["score"] for t in TASKS]
+        scores = [result.scores["tasks"][t]["score"] for t in names]
         print(f"{name:24s} " + " ".join(f"{s:10.4f}" for s in scores) + f" {np.mean(scores):10.4f}")
 
 

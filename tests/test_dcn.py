@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 import torch
 
-from handmade_window import CUTOFF, EVENTS, events_frame, handmade_window
+from handmade_window import CUTOFF, EVENTS, RELEVANT, events_frame, handmade_window
 from ubp.encoders import create
 from ubp.config import ConfigError
 from ubp.encoders.base import Run
@@ -20,7 +20,7 @@ from ubp.encoders.dcn.inner_split import inner_labels, write_inner_window
 from ubp.encoders.dcn.losses import dcn_loss, head_bce
 from ubp.encoders.dcn.model import CrossLayer, PiecewiseLinear, quantile_edges
 from ubp.encoders.dcn.views import keep_mask, masked_window
-from ubp.encoders.registry import REGISTRY
+from ubp.encoders.registry import REGISTRY, block_options
 from stand_ins import EventCounts, assert_same_weights, fit_killed_then_resumed
 
 SMALL = dict(
@@ -123,7 +123,7 @@ def test_inner_labels_by_hand_and_never_from_the_future(tmp_path):
     assert inner.cutoff == datetime(2024, 2, 16)
     assert inner.stream().select(pl.col("timestamp").max()).collect().item() < inner.cutoff
     assert inner.event_counts["product_buy"] == 2
-    got = inner_labels(window, inner, np.array([1, 2, 3, 4, 1]), n_targets=100)
+    got = inner_labels(window, inner, np.array([1, 2, 3, 4, 1]), 100, ("churn", "sku", "category"))
     assert got.skus.tolist() == [2, 3] and got.categories.tolist() == [10, 20]  # ties go to the smaller id
     # columns: churn | sku 2, sku 3 | category 10, category 20
     expected = [[0, 1, 0, 1, 0], [1, 0, 0, 0, 0], [0, 0, 1, 0, 1], [1, 0, 0, 0, 0], [0, 1, 0, 1, 0]]
@@ -131,6 +131,48 @@ def test_inner_labels_by_hand_and_never_from_the_future(tmp_path):
     np.testing.assert_array_equal(got.weights[:, 0], [1, 1, 0, 0, 1])  # churn counts for pre-cutoff buyers only
     assert (got.weights[:, 1:] == 1).all()
     assert got.tasks == [slice(0, 1), slice(1, 3), slice(3, 5)]
+
+
+def test_inner_labels_of_conversion_and_price_in_the_order_asked(tmp_path):
+    window = handmade_window(tmp_path, rows=LABEL_ROWS)
+    inner = write_inner_window(window, 14, tmp_path / "inner")
+    got = inner_labels(window, inner, np.array([1, 2, 3, 4, 1]), 100, tasks=("price", "conversion", "churn"))
+    assert got.tasks == [slice(0, 100), slice(100, 101), slice(101, 102)]
+    price = np.zeros((5, 100))
+    price[[0, 0, 2, 4, 4], [5, 15, 50, 5, 15]] = 1  # user 1 bought skus 1 and 2 (prices 5, 15), user 3 sku 3 (50)
+    np.testing.assert_array_equal(got.labels[:, :100], price)
+    np.testing.assert_array_equal(got.labels[:, 100], [0, 1, 0, 1, 0])  # conversion: the churn label ...
+    np.testing.assert_array_equal(got.labels[:, 101], got.labels[:, 100])
+    np.testing.assert_array_equal(got.weights[:, 100], [1, 1, 1, 1, 1])  # ... counted for every client
+    np.testing.assert_array_equal(got.weights[:, 101], [1, 1, 0, 0, 1])
+
+
+@pytest.mark.parametrize("tasks", [[], ["churn", "churn"], ["novelty"]])
+def test_inner_tasks_are_checked_when_the_recipe_is_read(tasks):
+    with pytest.raises(ConfigError, match="dcn.inner_tasks"):
+        block_options("dcn", {"inner_tasks": tasks})
+
+
+def test_stacked_inner_splits_train_on_every_split_with_events(tmp_path, monkeypatch):
+    import ubp.encoders.dcn.encoder as dcn_encoder
+
+    window = handmade_window(tmp_path, rows=LABEL_ROWS)
+    seen = []
+    real = dcn_encoder.fit_rows
+    monkeypatch.setattr(dcn_encoder, "fit_rows", lambda *a: seen.append(a[-1]) or real(*a))
+    tasks = ["conversion", "sku"]
+    # splits end 02-16, 02-02, 01-19, 01-05: the last has no event (the first is on 01-10)
+    create("dcn", **SMALL, inner_tasks=tasks, inner_splits=4).fit(window, quiet(work_dir=tmp_path / "w"))
+    labels = seen[0][1].numpy()
+    inner1 = write_inner_window(window, 14, tmp_path / "i1")
+    inner2 = write_inner_window(window, 28, tmp_path / "i2")
+    inner3 = write_inner_window(window, 42, tmp_path / "i3")
+    first = inner_labels(window, inner1, RELEVANT, 100, tasks)
+    second = inner_labels(inner1, inner2, RELEVANT, 100, tasks, (first.categories, first.skus))
+    third = inner_labels(inner2, inner3, RELEVANT, 100, tasks, (first.categories, first.skus))
+    np.testing.assert_array_equal(labels, np.concatenate([first.labels, second.labels, third.labels]))
+    # the second split's horizon [02-02, 02-16): user 1 bought sku 3 (targets: skus 2 and 3 of the first)
+    np.testing.assert_array_equal(second.labels, [[0, 0, 1], [1, 0, 0], [1, 0, 0], [1, 0, 0]])
 
 
 def test_future_rows_in_the_stream_change_nothing(tmp_path):
@@ -179,8 +221,11 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch)
     resumed, n_saves = fit_killed_then_resumed(
         lambda: create("dcn", **SMALL).fit(window, quiet(1, tmp_path / "b")), monkeypatch, kill_at=3
     )
-    assert n_saves == 4  # 3 steps before the interruption, only the remaining one after it
+    # 2 epochs of 2 inner splits × 4 clients in batches of 2: 3 steps before the interruption,
+    # only the remaining 5 after it
+    assert n_saves == 8
     assert_same_weights(full.model_, resumed.model_)
+
 
 def test_sequence_block_joins_through_its_mlp(tmp_path, monkeypatch):
     monkeypatch.setitem(REGISTRY, "test_event_counts", EventCounts)

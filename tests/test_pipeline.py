@@ -133,6 +133,15 @@ def test_ablation_variants_leave_out_blocks_and_objectives() -> None:
     assert nip_off.options == {"preset": "tiny", "nip_weight": 0.0}
 
 
+def test_ablation_leaves_out_each_head_of_dcn() -> None:
+    from ubp.ablation import variants
+
+    heads = variants(Recipe(blocks=(BlockSpec("dcn", options={"inner_tasks": ["churn", "price"]}),)))
+    assert list(heads) == ["all", "dcn without CHURN", "dcn without PRICE"]
+    assert heads["dcn without CHURN"].blocks[0].options == {"inner_tasks": ["price"]}
+    assert list(variants(Recipe(blocks=(BlockSpec("dcn", options={"inner_tasks": ["churn"]}),)))) == ["all"]
+
+
 def test_ablate_command_writes_a_table(tiny_world: Path, tmp_path: Path) -> None:
     recipe = tmp_path / "recipe.toml"
     recipe.write_text('[[blocks]]\nname = "counts"\n[[blocks]]\nname = "random"\noptions = { dim = 8 }\n')

@@ -1,4 +1,4 @@
-"""`ubp ablate`: leave-one-block-out (and per-objective variants) on the same split.
+"""`ubp ablate`: leave-one-block-out (and per-objective or per-head variants) on the same split.
 
 Each variant is a recipe; blocks whose options did not change come from the fit cache, so
 an ablation costs a refit only where options differ, and all variants are scored in one
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, Callable
 
 from ubp import distributed
 from ubp.cache import cache_root
@@ -23,11 +24,24 @@ from ubp.profile import build_profile
 from ubp.recipe import Recipe
 from ubp.report import task_means, write_ablation_report
 
-# Objectives a block can switch off one at a time: block → objective → (option, value when off).
-# A block with switches exposes its resolved options as `.config`; an objective already off there
-# (future_window is off by default) gets no variant, as it would only repeat "all".
-OBJECTIVE_SWITCHES: dict[str, dict[str, tuple[str, object]]] = {
-    "sequence": {f"{o.upper()}": (f"{o}_weight", 0.0) for o in OBJECTIVES},
+def _sequence_switches(config: Any) -> dict[str, dict[str, object]]:
+    """Each objective of the event Transformer at weight 0 (none for one already off)."""
+    return {o.upper(): {f"{o}_weight": 0.0} for o in OBJECTIVES if getattr(config, f"{o}_weight") != 0.0}
+
+
+def _dcn_switches(config: Any) -> dict[str, dict[str, object]]:
+    """Each head of the inner split left out (none when only one is left)."""
+    tasks = list(config.inner_tasks)
+    if len(tasks) < 2:
+        return {}
+    return {t.upper(): {"inner_tasks": [u for u in tasks if u != t]} for t in tasks}
+
+
+# Objectives a block can switch off one at a time: block → its resolved options → objective → the
+# options that switch it off. An objective already off gets no variant, as it would only repeat "all".
+OBJECTIVE_SWITCHES: dict[str, Callable[[Any], dict[str, dict[str, object]]]] = {
+    "sequence": _sequence_switches,
+    "dcn": _dcn_switches,
 }
 
 
@@ -38,12 +52,11 @@ def variants(recipe: Recipe) -> dict[str, Recipe]:
         for block in recipe.blocks:
             out[f"without {block.name}"] = replace(recipe, blocks=tuple(b for b in recipe.blocks if b is not block))
     for i, block in enumerate(recipe.blocks):
-        switches = OBJECTIVE_SWITCHES.get(block.name, {})
-        config = block_options(block.name, block.options) if switches else None
-        for objective, (option, off) in switches.items():
-            if getattr(config, option) == off:
-                continue
-            changed = replace(block, options={**block.options, option: off})
+        if block.name not in OBJECTIVE_SWITCHES:
+            continue
+        switches = OBJECTIVE_SWITCHES[block.name](block_options(block.name, block.options))
+        for objective, off in switches.items():
+            changed = replace(block, options={**block.options, **off})
             blocks = recipe.blocks[:i] + (changed,) + recipe.blocks[i + 1 :]
             out[f"{block.name} without {objective}"] = replace(recipe, blocks=blocks)
     return out

@@ -14,6 +14,7 @@ from ubp.config import ConfigError
 
 VIEW_KINDS = ("events", "columns")
 ITEM_ENCODERS = ("table", "sequence")
+INNER_TASKS = ("churn", "conversion", "sku", "category", "price")
 MAX_EMDE_OUT_DIM = 256
 
 
@@ -151,16 +152,18 @@ class DcnOptions:
     head: tuple[int, ...] = option((64, 64, 64, 64), "hidden widths of the task head")
     horizon_days: int = option(14, "label window of the inner split in days")
     n_targets: int = option(100, "targets per propensity label of the inner split")
+    inner_splits: int = option(2, "inner splits stacked as training rows, each `horizon_days` before the last")
+    inner_tasks: tuple[str, ...] = option(INNER_TASKS, "heads of the inner split (any of these, each once)")
     contrastive: bool = option(False, "add InfoNCE between two views (off: on the synthetic worlds it costs propensity AUROC)")
     views: str = option("events", f"how views are made: one of {VIEW_KINDS}")
     drop_p: float = option(0.3, "share of events (or columns) dropped in a view, 0 ≤ p < 1")
     lambda_con: float = option(0.1, "weight of the InfoNCE term")
     temperature: float = option(0.1, "InfoNCE temperature")
-    epochs: int = option(10, "training epochs")
+    epochs: int = option(5, "training epochs (over the rows of every split)")
     batch_size: int = option(512, "clients per step")
     lr: float = option(1e-3, "AdamW learning rate")
     weight_decay: float = option(1e-5, "AdamW weight decay")
-    max_users: int | None = option(None, "train on a seeded sample of this many fit clients (none: all)")
+    max_users: int | None = option(None, "train on a seeded sample of this many fit clients per split (none: all)")
     checkpoint_every: int = option(1000, "steps between checkpoints")
 
     def __post_init__(self) -> None:
@@ -168,6 +171,10 @@ class DcnOptions:
             raise ConfigError(f"dcn.views: {self.views!r}; expected one of {VIEW_KINDS}")
         if len(self.ranks) != len(self.widths) or not self.ranks:
             raise ConfigError(f"dcn: ranks {self.ranks} and widths {self.widths} need one entry per cross layer")
+        if self.inner_splits < 1:
+            raise ConfigError(f"dcn.inner_splits: {self.inner_splits}; expected ≥ 1")
+        if not self.inner_tasks or len(set(self.inner_tasks)) < len(self.inner_tasks) or not set(self.inner_tasks) <= set(INNER_TASKS):
+            raise ConfigError(f"dcn.inner_tasks: {list(self.inner_tasks)}; expected distinct names from {list(INNER_TASKS)}")
         if not 0.0 <= self.drop_p < 1.0:
             raise ConfigError(f"dcn.drop_p: {self.drop_p}; expected 0 <= p < 1")
         _check_inner(self.input_block, self.input_options, "dcn.input_options")

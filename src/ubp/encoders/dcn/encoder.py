@@ -1,13 +1,15 @@
-"""The `dcn` block (docs/methods.md §E): DCN-v2 over PLE-encoded features, trained on an inner split.
+"""The `dcn` block (docs/methods.md §E): DCN-v2 over PLE-encoded features, trained on inner splits.
 
-`fit` writes the inner window (events before cutoff − horizon) into the work folder, fits the input
-block (and the optional sequence block) on it, so that nothing the network learns from, not even
-the input block's top-N columns or the PLE bins, depends on the label days; it then labels the fit clients from the last `horizon` days,
-and trains the cross network + head (multitask BCE, plus InfoNCE between two views of each user).
+`fit` writes the inner windows (events before cutoff − k·horizon, k = 1 … `inner_splits`) into the
+work folder and fits the input block (and the optional sequence block) on the latest, so that
+nothing the network learns from, not even the input block's top-N columns or the PLE bins, depends
+on a label day of that split; it then labels each split's fit clients from the horizon after its
+cutoff (the challenge's six tasks but new SKUs: `inner_tasks`) and trains the cross network + head
+on the rows of every split (multitask BCE, optionally InfoNCE between two views of each user).
 `transform` applies the same fitted blocks and network to the whole input window, so the embedding
 describes each user at the train-target start while nothing after it was ever read.
 
-Views (`views`): "events" recomputes the input block on two event-masked copies of the inner window
+Views (`views`): "events" recomputes the input block on two event-masked copies of each inner window
 (each event dropped with p = `drop_p`; drawn once, so three input-block passes instead of one), "columns" drops
 whole column embeddings with p = `drop_p` at every step (no extra pass). The contrastive term is
 off by default: on the small synthetic world both kinds of views lowered the downstream scores.
@@ -36,6 +38,7 @@ from ubp.encoders.dcn.views import masked_window
 from ubp.device import resolve_device
 from ubp.encoders.registry import create
 from ubp.encoders.shard_tables import sample_fit_clients
+from ubp.encoders.top_items import most_bought
 from ubp.errors import InputError
 from ubp.encoders.saved_network import read_nested, read_network, write_nested, write_network
 from ubp.io import atomic_dir
@@ -76,22 +79,38 @@ class DcnEncoder:
 
     def _fit(self, window: InputWindow, run: Run, work: Path) -> "DcnEncoder":
         cfg = self.config
-        inner = write_inner_window(window, cfg.horizon_days, work / "inner")
+        # split k: features from the events before cutoff − k·horizon, labels from the horizon after it
+        inners = [write_inner_window(window, cfg.horizon_days * k, work / ("inner" if k == 1 else f"inner{k}"))
+                  for k in range(1, cfg.inner_splits + 1)]
         # nested blocks checkpoint under this block's folder: a standalone block's checkpoint of the
         # whole window must never be resumed as one of the inner window
         nested = replace(run, work_dir=work)
-        self.input_ = create(cfg.input_block, **cfg.input_options).fit(inner, nested)
+        self.input_ = create(cfg.input_block, **cfg.input_options).fit(inners[0], nested)
         self.sequence_ = (
             None
             if cfg.sequence_block is None
-            else create(cfg.sequence_block, **cfg.sequence_options).fit(inner, nested)
+            else create(cfg.sequence_block, **cfg.sequence_options).fit(inners[0], nested)
         )
-        clients = sample_fit_clients(inner, cfg.max_users, run.seed)
-        if len(clients) < 2:
-            raise InputError(f"{window.root}: dcn needs at least 2 clients to train on, the window has {len(clients)}")
-        x, seq = self._inputs(inner, clients)
-        target = inner_labels(window, inner, clients, cfg.n_targets)
-        views = self._event_views(inner, clients, run, work) if cfg.contrastive and cfg.views == "events" else None
+        categories, skus = most_bought(inners[0], cfg.n_targets)  # every split predicts the latest targets
+        splits = []
+        for k, inner in enumerate(inners):
+            if k > 0 and not sum(inner.event_counts.values()):  # a log shorter than the splits asked
+                break
+            clients = sample_fit_clients(inner, cfg.max_users, run.seed + k)
+            if k == 0 and len(clients) < 2:
+                raise InputError(f"{window.root}: dcn needs at least 2 clients to train on, the window has {len(clients)}")
+            later = window if k == 0 else inners[k - 1]
+            target = inner_labels(later, inner, clients, cfg.n_targets, cfg.inner_tasks, (categories, skus))
+            views = (self._event_views(inner, clients, run, work if k == 0 else work / f"split{k}")
+                     if cfg.contrastive and cfg.views == "events" else None)
+            splits.append((self._inputs(inner, clients), target, views))
+        target = splits[0][1]
+        x = torch.cat([xs for (xs, _), _, _ in splits])
+        seq = None if self.sequence_ is None else torch.cat([sq for (_, sq), _, _ in splits])
+        labels = np.concatenate([t.labels for _, t, _ in splits])
+        weights = np.concatenate([t.weights for _, t, _ in splits])
+        views = None if splits[0][2] is None else tuple(torch.cat([v[i] for _, _, v in splits]) for i in (0, 1))
+        n_rows = len(x)
 
         device = resolve_device(run.device)
         seed_everything(run.seed)
@@ -103,7 +122,7 @@ class DcnEncoder:
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         x = x.to(device)
-        labels, weights = torch.from_numpy(target.labels).to(device), torch.from_numpy(target.weights).to(device)
+        labels, weights = torch.from_numpy(labels).to(device), torch.from_numpy(weights).to(device)
         seq = None if seq is None else seq.to(device)
         views = None if views is None else (views[0].to(device), views[1].to(device))
 
@@ -120,7 +139,7 @@ class DcnEncoder:
 
         data = [x, labels, weights] + ([] if seq is None else [seq]) + ([] if views is None else list(views))
         parts = {"model": model, "opt": opt}
-        self.last_loss_ = fit_rows(self.name, len(clients), cfg, run, step, [opt], parts, tuple(data))
+        self.last_loss_ = fit_rows(self.name, n_rows, cfg, run, step, [opt], parts, tuple(data))
         self.model_ = model.cpu().eval()
         return self
 
