@@ -44,7 +44,7 @@ from ubp.encoders.saved_network import read_nested, read_network, write_nested, 
 from ubp.io import atomic_dir
 from ubp.training import fit_rows, seed_everything
 
-TRANSFORM_BATCH = 8_192
+TRANSFORM_BATCH = 256  # rows per step: the PLE codes of a step are rows × columns × bins float64
 
 
 class DcnEncoder:
