@@ -47,6 +47,18 @@ def test_quantile_edges_drop_empty_bins_and_skip_missing():
     assert not valid[2].any() and not valid[3].any()  # constant, all missing
 
 
+def test_quantile_edges_a_few_columns_at_a_time_equal_all_at_once(monkeypatch):
+    import ubp.encoders.dcn.model as dcn_model
+
+    rng = np.random.default_rng(0)
+    x = rng.poisson(0.5, (500, 7)).astype(np.float32)
+    x[rng.random(x.shape) < 0.2] = np.nan
+    whole = quantile_edges(x, 8)
+    monkeypatch.setattr(dcn_model, "QUANTILE_COLUMNS", 2)
+    for got, expected in zip(quantile_edges(x, 8), whole):
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_ple_codes_match_hand_computation():
     lo = np.array([[0.0, 1.0, 0.0]], np.float32)
     hi = np.array([[1.0, 3.0, 1.0]], np.float32)

@@ -92,7 +92,7 @@ class DcnEncoder:
             else create(cfg.sequence_block, **cfg.sequence_options).fit(inners[0], nested)
         )
         categories, skus = most_bought(inners[0], cfg.n_targets)  # every split predicts the latest targets
-        splits = []
+        xs, seqs, targets, view_pairs = [], [], [], []
         for k, inner in enumerate(inners):
             if k > 0 and not sum(inner.event_counts.values()):  # a log shorter than the splits asked
                 break
@@ -100,16 +100,18 @@ class DcnEncoder:
             if k == 0 and len(clients) < 2:
                 raise InputError(f"{window.root}: dcn needs at least 2 clients to train on, the window has {len(clients)}")
             later = window if k == 0 else inners[k - 1]
-            target = inner_labels(later, inner, clients, cfg.n_targets, cfg.inner_tasks, (categories, skus))
-            views = (self._event_views(inner, clients, run, work if k == 0 else work / f"split{k}")
-                     if cfg.contrastive and cfg.views == "events" else None)
-            splits.append((self._inputs(inner, clients), target, views))
-        target = splits[0][1]
-        x = torch.cat([xs for (xs, _), _, _ in splits])
-        seq = None if self.sequence_ is None else torch.cat([sq for (_, sq), _, _ in splits])
-        labels = np.concatenate([t.labels for _, t, _ in splits])
-        weights = np.concatenate([t.weights for _, t, _ in splits])
-        views = None if splits[0][2] is None else tuple(torch.cat([v[i] for _, _, v in splits]) for i in (0, 1))
+            targets.append(inner_labels(later, inner, clients, cfg.n_targets, cfg.inner_tasks, (categories, skus)))
+            x_k, seq_k = self._inputs(inner, clients)
+            xs.append(x_k)
+            seqs.append(seq_k)
+            if cfg.contrastive and cfg.views == "events":
+                view_pairs.append(self._event_views(inner, clients, run, work if k == 0 else work / f"split{k}"))
+        target = targets[0]
+        x = _stack(xs)
+        seq = None if self.sequence_ is None else _stack(seqs)
+        labels = np.concatenate([t.labels for t in targets])
+        weights = np.concatenate([t.weights for t in targets])
+        views = (_stack([v[0] for v in view_pairs]), _stack([v[1] for v in view_pairs])) if view_pairs else None
         n_rows = len(x)
 
         device = resolve_device(run.device)
@@ -190,3 +192,13 @@ class DcnEncoder:
         self.model_.eval()
         return self
 
+
+def _stack(parts: list[torch.Tensor]) -> torch.Tensor:
+    """The rows of every split in one tensor, each part released once copied (the list ends empty)."""
+    out = torch.empty((sum(len(p) for p in parts), *parts[0].shape[1:]), dtype=parts[0].dtype)
+    row = 0
+    while parts:
+        part = parts.pop(0)
+        out[row : row + len(part)] = part
+        row += len(part)
+    return out

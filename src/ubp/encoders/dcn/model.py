@@ -15,6 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ubp.chunks import spans
+
+QUANTILE_COLUMNS = 32
+
 
 def quantile_edges(x: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-column PLE bins from the quantiles of `x` (n, n_cols; NaN = missing, skipped).
@@ -24,9 +28,12 @@ def quantile_edges(x: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, 
     column uses fewer bins; a constant or all-missing column uses none.
     """
     q = np.linspace(0.0, 1.0, n_bins + 1)
+    edges = np.empty((x.shape[1], n_bins + 1))
     with warnings.catch_warnings():  # an all-missing column has NaN quantiles: no valid bin
         warnings.simplefilter("ignore", RuntimeWarning)
-        edges = np.nanquantile(x.astype(np.float64), q, axis=0).T  # (n_cols, n_bins + 1)
+        # a few columns at a time: nanquantile copies its float64 input, never the whole matrix
+        for cols in spans(x.shape[1], QUANTILE_COLUMNS):
+            edges[cols] = np.nanquantile(x[:, cols].astype(np.float64), q, axis=0).T
     lo, hi = edges[:, :-1], edges[:, 1:]
     valid = hi > lo
     return np.where(valid, lo, 0.0).astype(np.float32), np.where(valid, hi, 1.0).astype(np.float32), valid
