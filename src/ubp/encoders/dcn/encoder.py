@@ -111,7 +111,8 @@ class DcnEncoder:
         seq = None if self.sequence_ is None else _stack(seqs)
         labels = np.concatenate([t.labels for t in targets])
         weights = np.concatenate([t.weights for t in targets])
-        views = (_stack([v[0] for v in view_pairs]), _stack([v[1] for v in view_pairs])) if view_pairs else None
+        views = tuple(_stack([pair[i] for pair in view_pairs]) for i in (0, 1)) if view_pairs else None
+        view_pairs.clear()
         n_rows = len(x)
 
         device = resolve_device(run.device)

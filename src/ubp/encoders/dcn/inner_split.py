@@ -69,12 +69,12 @@ def inner_labels(
         .select("client_id", "sku", "category", pl.col("price").cast(pl.Int64).clip(0, N_PRICES - 1))
         .collect()
     )
-    late_clients = late["client_id"].to_numpy()
+    no_buy = np.ones((len(client_ids), 1), dtype=np.float32)  # until a late buy shows otherwise
+    _mark(no_buy, late["client_id"].to_numpy(), np.zeros(len(late), np.int64), client_ids, value=0.0)
     blocks, masks = [], []
     for task in tasks:
         if task in ("churn", "conversion"):
-            label = np.ones((len(client_ids), 1), dtype=np.float32)  # no late buy until one shows otherwise
-            _mark(label, late_clients, np.zeros(len(late), np.int64), client_ids, value=0.0)
+            label = no_buy
             weight = np.ones_like(label)
             if task == "churn":
                 buyers = inner.events("product_buy").select(pl.col("client_id").unique()).collect()["client_id"]
